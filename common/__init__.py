@@ -1,0 +1,1 @@
+"""Pieces shared by every stage: registries, user-facing errors, file-system helpers, CLI glue."""

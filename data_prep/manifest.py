@@ -1,0 +1,97 @@
+"""``manifest.json``: the single source of truth about a built dataset.
+
+It records the dataset and layout, every head's vocabulary (id → name), per split the number of
+examples, class counts per head and the shards (path relative to the manifest, examples, bytes,
+sha256), the build options, what was rejected, dropped or excluded, the near-duplicate report,
+and the version and creation time. Later stages read heads and shard lists only from here.
+"""
+from __future__ import annotations
+
+import json
+from typing import Dict, List
+
+from common import fs
+from common.errors import UserError
+from data_prep import __version__, schema
+
+MANIFEST = "manifest.json"
+REJECTED = "rejected.csv"
+FORMAT = "car-recognition-tfrecords"
+
+
+def vocabulary_entry(names: List[str]) -> dict:
+    return {"num_classes": len(names), "names": {str(index): name for index, name in enumerate(names)}}
+
+
+def head_names(manifest: dict, head: str) -> List[str]:
+    """The vocabulary of ``head`` as a list indexed by class id."""
+    names = manifest["heads"][head]["names"]
+    return [names[str(index)] for index in range(len(names))]
+
+
+def split_entry(parts: List[dict], counts: dict) -> dict:
+    shards = [{"path": part["name"], "examples": part["examples"], "bytes": part["bytes"],
+               "sha256": part["sha256"]} for part in sorted(parts, key=lambda part: part["name"])]
+    return {"examples": sum(shard["examples"] for shard in shards), "class_counts": counts,
+            "shards": shards}
+
+
+def build_manifest(*, dataset: str, layout: str, heads: Dict[str, List[str]], splits: Dict[str, dict],
+                   options: dict, created: str, rejected: dict, dropped: dict, excluded: int,
+                   near_duplicates: dict, conversions: dict, notes: dict) -> dict:
+    """Assemble the manifest dictionary (keys documented in the README)."""
+    return {
+        "format": FORMAT,
+        "schema_version": schema.SCHEMA_VERSION,
+        "data_prep_version": __version__,
+        "created": created,
+        "dataset": dataset,
+        "layout": layout,
+        "features": {"image": schema.IMAGE, "height": schema.HEIGHT, "width": schema.WIDTH,
+                     "id": schema.IMAGE_ID, "bbox": schema.BBOX, "viewpoint": schema.VIEWPOINT,
+                     "labels": {head: schema.label_key(head) for head in heads},
+                     "unknown_label": -1},
+        "heads": {head: vocabulary_entry(names) for head, names in heads.items()},
+        "splits": splits,
+        "options": options,
+        "rejected": rejected,
+        "dropped_classes": dropped,
+        "excluded_outside_split": excluded,
+        "near_duplicates": near_duplicates,
+        "conversions": conversions,
+        "notes": notes,
+    }
+
+
+def write_manifest(out: str, manifest: dict) -> str:
+    path = fs.join(out, MANIFEST)
+    fs.write_text_atomic(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def load_manifest(path_or_folder: str) -> dict:
+    """Read a manifest (given the file or its folder), with a clear error when it is not one."""
+    path = path_or_folder
+    if not path.endswith(".json"):
+        path = fs.join(path_or_folder, MANIFEST)
+    if not fs.exists(path):
+        raise UserError(f"no manifest at {path!r}: expected the --out folder of "
+                        "'python -m data_prep.build' (it writes manifest.json last)")
+    try:
+        manifest = json.loads(fs.read_text(path))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path} is not a dataset manifest written by data_prep (format {FORMAT!r})")
+    if manifest.get("schema_version") != schema.SCHEMA_VERSION:
+        raise UserError(f"{path} uses record schema {manifest.get('schema_version')}, this code "
+                        f"reads schema {schema.SCHEMA_VERSION}: rebuild the shards")
+    return manifest
+
+
+def shard_paths(manifest_folder: str, manifest: dict, split: str) -> List[str]:
+    """Full paths of a split's shards (an error names the splits that exist)."""
+    if split not in manifest["splits"]:
+        raise UserError(f"split {split!r} is not in the manifest; it has: "
+                        f"{', '.join(manifest['splits']) or 'no splits'}")
+    return [fs.join(manifest_folder, shard["path"]) for shard in manifest["splits"][split]["shards"]]

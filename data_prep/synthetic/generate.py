@@ -1,0 +1,109 @@
+"""Rendering the pictures of a synthetic dataset, its near-duplicates and its deliberately bad files."""
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from data_prep.synthetic.catalog import CarClass
+from data_prep.synthetic.draw import draw_car
+
+# Bad files written in place of some good pictures; the first two cannot be decoded.
+BAD_KINDS = ("zero_byte", "truncated", "png_named_jpg", "grayscale", "cmyk")
+UNDECODABLE = ("zero_byte", "truncated")
+DUPLICATE_FRACTION = 0.05
+
+
+@dataclasses.dataclass
+class Picture:
+    """One image of the dataset: its class, bytes, 1-based box, viewpoint code and provenance."""
+
+    class_index: int
+    data: bytes
+    bbox: Tuple[int, int, int, int]
+    viewpoint: int
+    duplicate_of: Optional[int] = None  # index of the picture this one nearly copies
+    bad_kind: Optional[str] = None  # one of BAD_KINDS, "missing", or None
+    size: Tuple[int, int] = (0, 0)
+
+
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=int(quality))
+    return buffer.getvalue()
+
+
+def picture_size(rng, size: Optional[Tuple[int, int]]) -> Tuple[int, int]:
+    """The fixed ``size`` or a varied one (192–384 px wide, aspect 1.2–1.6)."""
+    if size:
+        return size
+    width = int(rng.integers(192, 385))
+    return width, int(width / rng.uniform(1.2, 1.6))
+
+
+def render(classes: Sequence[CarClass], images_per_class: int, seed: int, viewpoints: Sequence[int],
+           size: Optional[Tuple[int, int]] = None) -> List[Picture]:
+    """Draw ``images_per_class`` pictures per class, then near-copies of about 5% of them."""
+    rng = np.random.default_rng(seed)
+    pictures = []
+    for class_index, car in enumerate(classes):
+        for _ in range(images_per_class):
+            width, height = picture_size(rng, size)
+            viewpoint = int(rng.choice(viewpoints))
+            image, bbox = draw_car(car, rng, width, height, viewpoint)
+            pictures.append(Picture(class_index, encode_jpeg(image, rng.integers(82, 96)), bbox, viewpoint,
+                                    size=(width, height)))
+    originals = len(pictures)
+    for source in rng.choice(originals, size=max(1, int(DUPLICATE_FRACTION * originals)), replace=False):
+        pictures.append(near_copy(pictures[int(source)], int(source), rng))
+    return pictures
+
+
+def near_copy(picture: Picture, source: int, rng) -> Picture:
+    """A re-posted copy: rescaled by a few percent, slightly brighter or darker, re-encoded."""
+    image = Image.open(io.BytesIO(picture.data)).convert("RGB")
+    factor = rng.uniform(0.85, 1.1)
+    width, height = max(16, int(image.width * factor)), max(16, int(image.height * factor))
+    image = ImageEnhance.Brightness(image.resize((width, height))).enhance(rng.uniform(0.92, 1.08))
+    x1, y1, x2, y2 = picture.bbox
+    bbox = tuple(max(1, min(limit, int(round(v * factor)))) for v, limit in
+                 ((x1, width), (y1, height), (x2, width), (y2, height)))
+    return Picture(picture.class_index, encode_jpeg(image, rng.integers(70, 95)), bbox, picture.viewpoint,
+                   duplicate_of=source, size=(width, height))
+
+
+def make_bad(picture: Picture, kind: str) -> None:
+    """Replace a picture's bytes by a bad variant of the same image (in place)."""
+    image = Image.open(io.BytesIO(picture.data))
+    if kind == "zero_byte":
+        picture.data = b""
+    elif kind == "truncated":
+        picture.data = picture.data[: len(picture.data) * 3 // 5]
+    elif kind == "png_named_jpg":
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        picture.data = buffer.getvalue()
+    elif kind == "grayscale":
+        picture.data = encode_jpeg(image.convert("L"), 90)
+    elif kind == "cmyk":
+        picture.data = encode_jpeg(image.convert("CMYK"), 90)
+    else:
+        raise ValueError(f"unknown bad-file kind {kind!r}")
+    picture.bad_kind = kind
+
+
+def spoil(pictures: List[Picture], seed: int, missing: bool = True) -> None:
+    """Turn a few original pictures into one bad file of each kind (and one listed-but-missing file)."""
+    rng = np.random.default_rng(seed + 7)
+    candidates = [index for index, picture in enumerate(pictures) if picture.duplicate_of is None]
+    kinds = list(BAD_KINDS) + (["missing"] if missing else [])
+    used = {picture.duplicate_of for picture in pictures if picture.duplicate_of is not None}
+    chosen = [index for index in rng.permutation(candidates) if index not in used][:len(kinds)]
+    for index, kind in zip(chosen, kinds):
+        if kind == "missing":
+            pictures[index].bad_kind = "missing"
+        else:
+            make_bad(pictures[index], kind)

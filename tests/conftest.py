@@ -1,0 +1,81 @@
+"""Shared fixtures: small synthetic datasets written by the project's own generator, built once per
+session, and the real Stanford Cars annotation files in ../shared/realdata (skipped when absent)."""
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata" / "stanford_cars"
+
+
+@pytest.fixture(scope="session")
+def realdata() -> pathlib.Path:
+    """The real Stanford Cars annotation files (devkit/, labeldata/, kaggle/)."""
+    if not (REALDATA / "devkit" / "cars_meta.mat").is_file():
+        pytest.skip("../shared/realdata/stanford_cars is not available")
+    return REALDATA
+
+
+@pytest.fixture(scope="session")
+def stanford_tree(tmp_path_factory):
+    """A synthetic Stanford Cars devkit tree (4 makes × 2 models × 10 images + copies + bad files)."""
+    from data_prep.synthetic import generate
+
+    root = tmp_path_factory.mktemp("stanford")
+    truth = generate("stanford_cars", str(root), "devkit", makes=4, models_per_make=2, images_per_model=10, seed=1)
+    return root, truth
+
+
+@pytest.fixture(scope="session")
+def compcars_tree(tmp_path_factory):
+    """A synthetic CompCars tree under data/ with misspelled and duplicate make names."""
+    from data_prep.synthetic import generate
+
+    root = tmp_path_factory.mktemp("compcars")
+    truth = generate("compcars", str(root), "data", makes=8, models_per_make=2, images_per_model=10, seed=2)
+    return root, truth
+
+
+def build_options(root, out, **overrides):
+    from data_prep.options import BuildOptions
+
+    settings = dict(dataset="stanford_cars", root=str(root), out=str(out), workers=1, progress=False,
+                    accept_rejects=True)
+    settings.update(overrides)
+    return BuildOptions(**settings)
+
+
+@pytest.fixture(scope="session")
+def stanford_build(stanford_tree, tmp_path_factory):
+    """The synthetic Stanford tree built with default options (official split)."""
+    from data_prep.build import build_dataset
+
+    root, truth = stanford_tree
+    out = tmp_path_factory.mktemp("stanford_build")
+    manifest = build_dataset(build_options(root, out))
+    return out, manifest, truth
+
+
+def read_records(out, manifest, split=None):
+    """All records of a build (or one split) parsed with the project's schema, as numpy dicts."""
+    import tensorflow as tf
+
+    from data_prep import schema
+    from data_prep.manifest import shard_paths
+
+    heads = list(manifest["heads"])
+    splits = [split] if split else list(manifest["splits"])
+    records = []
+    for name in splits:
+        for path in shard_paths(str(out), manifest, name):
+            for serialized in tf.data.TFRecordDataset(path):
+                parsed = schema.parse_example(serialized, heads)
+                record = {key: value.numpy() for key, value in parsed.items()}
+                record["split"] = name
+                records.append(record)
+    return records

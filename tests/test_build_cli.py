@@ -1,0 +1,89 @@
+"""The command lines: bad input gives one clear line and exit status 2, never a traceback."""
+import pytest
+
+from data_prep import build, synthetic, verify
+from data_prep.synthetic import __main__ as synthetic_cli
+from common.cli import run_main
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--dataset", "stanford"], "unknown dataset 'stanford'; choose one of: compcars, stanford_cars"),
+    (["--root", "/does/not/exist"], "is not a folder"),
+    (["--fractions", "70/20/20"], "must add up to 100"),
+    (["--fractions", "70/15/15", "--val-fraction", "0.1"], "give one or the other"),
+    (["--test-fraction", "0.2"], "does not apply to --split official"),
+    (["--split", "random"], "unknown split 'random'"),
+    (["--max-side", "8"], "--max-side: expected at least 16 pixels"),
+    (["--layout", "kagle"], "did you mean 'kaggle'"),
+])
+def test_build_errors(stanford_tree, tmp_path, capsys, arguments, message):
+    root, _ = stanford_tree
+    argv = ["--dataset", "stanford_cars", "--root", str(root), "--out", str(tmp_path / "o")]
+    for index in range(0, len(arguments), 2):  # override or add
+        if arguments[index] in argv:
+            argv[argv.index(arguments[index]) + 1] = arguments[index + 1]
+        else:
+            argv += arguments[index:index + 2]
+    assert run_main(build.main, argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+def test_build_and_verify_commands(stanford_tree, tmp_path, capsys):
+    root, _ = stanford_tree
+    out = tmp_path / "o"
+    argv = ["--dataset", "stanford_cars", "--root", str(root), "--out", str(out), "--workers", "1",
+            "--no-progress", "--fractions", "70/15/15", "--split", "stratified", "--max-reject-fraction", "0.1"]
+    assert run_main(build.main, argv) == 0
+    printed = capsys.readouterr().out
+    assert "stratified split" in printed and "near-duplicate pairs" in printed
+    assert run_main(verify.main, [str(out)]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_verify_reports_tampering_and_exits_1(stanford_tree, tmp_path, capsys):
+    import json
+
+    root, _ = stanford_tree
+    out = tmp_path / "o"
+    from tests.conftest import build_options
+    build.build_dataset(build_options(root, out, num_shards=1))
+    manifest = json.loads((out / "manifest.json").read_text())
+    shard = out / manifest["splits"]["train"]["shards"][0]["path"]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip a byte inside some record
+    shard.write_bytes(bytes(data))
+    manifest["heads"]["model"]["num_classes"] = 2  # labels beyond this are now out of range
+    manifest["splits"]["val"]["examples"] += 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    problems = verify.verify_dataset(str(out))
+    assert any("checksum differs" in problem for problem in problems)
+    assert any("split val: " in problem and "readable records" in problem for problem in problems)
+    assert any("label/model = " in problem and "outside -1..1" in problem for problem in problems)
+    assert run_main(verify.main, [str(out)]) == 1
+    report = capsys.readouterr().out
+    assert "problem(s) in" in report and "checksum differs" in report
+
+
+def test_verify_without_a_manifest(tmp_path, capsys):
+    assert run_main(verify.main, [str(tmp_path)]) == 2
+    assert "no manifest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layout", "stanford_cars", "--variant", "kagle"], "did you mean 'kaggle'"),
+    (["--layout", "compcars", "--size", "big"], "--size: expected WIDTHxHEIGHT"),
+    (["--layout", "compcars", "--makes", "0"], "at least 1"),
+])
+def test_synthetic_errors(tmp_path, capsys, argv, message):
+    assert run_main(synthetic_cli.main, argv + ["--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_synthetic_is_deterministic(tmp_path):
+    first = synthetic.generate("compcars", str(tmp_path / "a"), makes=2, models_per_make=2, images_per_model=3, seed=4)
+    second = synthetic.generate("compcars", str(tmp_path / "b"), makes=2, models_per_make=2, images_per_model=3, seed=4)
+    assert first == second
+    files = lambda base: {p.relative_to(base): p.read_bytes() for p in base.rglob("*") if p.is_file()  # noqa: E731
+                          and p.suffix != ".mat"}  # .mat headers carry a creation time
+    assert files(tmp_path / "a") == files(tmp_path / "b")

@@ -58,9 +58,12 @@ def output_state(options: BuildOptions) -> str:
                                 f"({', '.join(f'{k}: {recorded.get(k)!r} → {wanted.get(k)!r}' for k in changed)}); "
                                 "re-run with the same options, choose another --out, or pass --overwrite")
             return state
-    if fs.isdir(out) and fs.listdir(out):
-        raise UserError(f"--out {out} is not empty and holds no build; choose an empty or new "
-                        "folder (or pass --overwrite to replace a previous build there)")
+    if fs.isdir(out):
+        others = [name for name in fs.listdir(out) if name != ".build" and fs.TMP_MARK not in name]
+        if others:
+            raise UserError(f"--out {out} is not empty and holds no build; choose an empty or new "
+                            "folder (or pass --overwrite to replace a previous build there)")
+        clear_output(out)  # a build stopped before its plan was saved: start it again
     return "fresh"
 
 
@@ -177,12 +180,11 @@ def shard_plans(plan: dict, data: DatasetTable) -> List[ShardPlan]:
 
 def near_duplicate_report(parts: Dict[str, dict], plan: dict, threshold: int) -> dict:
     """Near-duplicate pairs among the written images, and how many cross two splits."""
-    ids, splits, hashes = [], [], []
+    splits, hashes = [], []
     for part in sorted(parts.values(), key=lambda part: part["name"]):
         known = plan["hashes"] or part["hashes"]
         for image_id in part["written"]:
             if image_id in known:
-                ids.append(image_id)
                 splits.append(part["split"])
                 hashes.append(known[image_id])
     pairs = dedup.near_duplicate_pairs(dedup.hashes_to_array(hashes), threshold)

@@ -4,7 +4,8 @@ Nothing here imports TensorFlow, so worker processes start fast and stay small. 
 are kept unless a transformation is asked for or the file is not an RGB JPEG (grayscale, CMYK,
 PNG named ``.jpg``, …), which are re-encoded as RGB JPEG. Every image is fully entropy-decoded
 (at reduced DCT scale where possible, which is several times cheaper), so nothing undecodable is
-ever written. Results are small picklable objects.
+ever written. EXIF orientation is deliberately not applied: the annotated boxes refer to the stored
+pixel grid, which is also what TensorFlow's JPEG decoder returns. Results are small picklable objects.
 """
 from __future__ import annotations
 
@@ -202,7 +203,7 @@ def process_batch(options: ImageOptions, tasks: List[ImageTask]) -> List[Result]
 
 
 def hash_only(task: ImageTask) -> Result:
-    """Decode at 1/8 scale and hash (the grouped split's pre-pass); failures are rejections."""
+    """Decode (at a reduced DCT scale) and hash: the grouped split's pre-pass; failures are rejections."""
     result = process(dataclasses.replace(task, want_hash=True), ImageOptions(bbox_tolerance=float("inf")))
     if isinstance(result, Rejected):
         return result

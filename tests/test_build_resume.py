@@ -151,3 +151,22 @@ def test_write_failures_say_how_to_continue(stanford_tree, tmp_path, monkeypatch
         build_dataset(build_options(root, tmp_path / "o", num_shards=2))
     assert message in str(error.value) and "1 complete shards are kept" in str(error.value)
     assert "re-run the same command" in str(error.value)
+
+
+def test_build_stopped_before_its_plan_was_saved_starts_again(stanford_tree, tmp_path, monkeypatch):
+    """E.g. killed during the grouped split's hashing pass: only .build/ and temporaries exist."""
+    from data_prep import build
+
+    root, _ = stanford_tree
+    out = tmp_path / "o"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "grouped_hashes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(build_options(root, out, split="grouped"))
+    assert [p.name for p in out.iterdir()] == [".build"]
+    monkeypatch.undo()
+    manifest = build_dataset(build_options(root, out, split="grouped"))
+    assert manifest["near_duplicates"]["cross_split_pairs"]["total"] == 0

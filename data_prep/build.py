@@ -138,7 +138,7 @@ def create_plan(options: BuildOptions, data: DatasetTable, labels: pd.DataFrame,
     if options.split == "grouped":
         groups, hashes = grouped_hashes(tasks, options.hamming_threshold, options.workers, options.progress)
     assignment = assign_splits(options.split, labels["model"].to_numpy(), data.table["source_split"].to_numpy(),
-                               options.val_fraction, options.test_fraction, options.seed, groups)
+                               options.val_fraction, options.test_fraction, options.seed, groups, options.val_from)
     rng = np.random.default_rng(options.seed)
     order = {split: rng.permutation(np.flatnonzero(assignment == split)) for split in SPLITS}
     bytes_per_image = None
@@ -296,6 +296,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> BuildOptions:
     add("--val-fraction", type=float, help="validation fraction (default 0.15; official: 0.1 of train)")
     add("--test-fraction", type=float, help="test fraction for stratified/grouped splits (default 0.15)")
     add("--fractions", help="TRAIN/VAL/TEST percentages, e.g. 67.5/22.5/10 (instead of the two above)")
+    add("--val-from", choices=["train", "test"], default="train",
+        help="official split: carve validation from train (default) or from test (report 003: half of test)")
     add("--min-images", type=int, default=0, help="drop model classes with fewer images")
     add("--max-side", type=int, help="downscale so the longer side is at most PX pixels")
     add("--crop", choices=["bbox"], help="crop to the bounding box (with --crop-margin)")
@@ -320,7 +322,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> BuildOptions:
         val, test = parse_fractions(args.fractions)
     return BuildOptions(
         dataset=args.dataset, root=args.root, out=args.out, layout=args.layout, split=args.split,
-        val_fraction=val, test_fraction=test, min_images=args.min_images, max_side=args.max_side,
+        val_fraction=val, test_fraction=test, val_from=args.val_from, min_images=args.min_images,
+        max_side=args.max_side,
         crop=args.crop, crop_margin=args.crop_margin, jpeg_quality=args.jpeg_quality, shard_mb=args.shard_mb,
         num_shards=args.num_shards, workers=args.workers, seed=args.seed, clean_names=args.clean_names,
         hamming_threshold=args.hamming_threshold, max_reject_fraction=args.max_reject_fraction,

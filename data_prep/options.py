@@ -25,6 +25,7 @@ class BuildOptions:
     split: Optional[str] = None
     val_fraction: Optional[float] = None
     test_fraction: Optional[float] = None
+    val_from: str = "train"  # official split: carve validation from train or (report 003) from test
     min_images: int = 0
     max_side: Optional[int] = None
     crop: Optional[str] = None
@@ -73,6 +74,9 @@ class BuildOptions:
             (self.val_fraction + self.test_fraction < 1, "--val-fraction + --test-fraction",
              "less than 1 (something must be left to train on)", self.val_fraction + self.test_fraction),
             (self.min_images >= 0, "--min-images", "0 or more", self.min_images),
+            (self.val_from in ("train", "test"), "--val-from", "train or test", self.val_from),
+            (self.val_from == "train" or self.split == "official", "--val-from test",
+             "--split official (the other splits cut validation from all images)", self.split),
             (self.max_side is None or self.max_side >= 16, "--max-side", "at least 16 pixels", self.max_side),
             (self.crop in (None, "bbox"), "--crop", "'bbox'", self.crop),
             (0 <= self.crop_margin <= 1, "--crop-margin", "a fraction of the box in [0, 1]", self.crop_margin),

@@ -69,18 +69,18 @@ def three_way(indices: np.ndarray, labels: np.ndarray, val_fraction: float, test
 
 
 @SPLITTERS.register("official")
-def official_split(labels, source_splits, val_fraction, test_fraction, seed, groups=None):
-    """Dataset's train/test; validation carved from train. Rows without a source split get ``None``."""
+def official_split(labels, source_splits, val_fraction, test_fraction, seed, groups=None, val_from=TRAIN):
+    """Dataset's train/test; validation carved (stratified) from train, or from test as report 003
+    did (half of Stanford's test set). Rows without a source split get ``None``."""
     source = np.asarray(source_splits, dtype=object)
     if not any(value in (TRAIN, TEST) for value in source):
         raise UserError("--split official: this dataset/layout defines no train/test split; "
                         "use --split stratified or --split grouped")
     labels = np.asarray(labels)
     assignment = np.full(len(labels), None, dtype=object)
-    train = np.flatnonzero(source == TRAIN)
-    rest, val = cut(train, labels, val_fraction, seed)
-    assignment[rest], assignment[val] = TRAIN, VAL
-    assignment[source == TEST] = TEST
+    assignment[source == TRAIN], assignment[source == TEST] = TRAIN, TEST
+    rest, val = cut(np.flatnonzero(source == val_from), labels, val_fraction, seed)
+    assignment[val] = VAL
     return assignment
 
 
@@ -132,10 +132,12 @@ def most_frequent(values: np.ndarray):
 
 
 def assign_splits(method: str, labels: Sequence[int], source_splits: Sequence, val_fraction: float,
-                  test_fraction: float, seed: int, groups=None) -> np.ndarray:
+                  test_fraction: float, seed: int, groups=None, val_from: str = TRAIN) -> np.ndarray:
     """Assign every row to ``train``/``val``/``test`` (or ``None``: not part of the split)."""
     try:
         splitter = SPLITTERS.get(method)
     except ValueError as error:
         raise UserError(f"--split: {error}") from None
+    if method == "official":
+        return splitter(labels, source_splits, val_fraction, test_fraction, seed, groups=groups, val_from=val_from)
     return splitter(labels, source_splits, val_fraction, test_fraction, seed, groups=groups)

@@ -1,2 +1,3 @@
-"""Multi-output classifiers (make / model / year / type heads) on EfficientNet B0–B7 and V2,
-ResNet50, MobileNetV2 and a small custom CNN. Not built yet: issue 3."""
+"""Keras models only: backbones by name (:mod:`models.backbones`), heads from the manifest's
+vocabularies (:mod:`models.heads`), fine-tuning stages and the full model (:mod:`models.build`).
+No losses, optimisers or file I/O here; model code uses ``keras`` and ``keras.ops`` only."""

@@ -79,3 +79,34 @@ def read_records(out, manifest, split=None):
                 record["split"] = name
                 records.append(record)
     return records
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(stanford_tree, tmp_path_factory):
+    """The synthetic Stanford tree as stratified shards of ≤ 64 px pictures, for training tests."""
+    from data_prep.build import build_dataset
+
+    root, _ = stanford_tree
+    out = tmp_path_factory.mktemp("tiny_shards")
+    build_dataset(build_options(root, out, split="stratified", max_side=64, num_shards=2, val_fraction=0.2,
+                                test_fraction=0.2))
+    return out
+
+
+def tiny_config(shards, **sections):
+    """A small, fast training configuration (custom CNN, 32 px, no downloads) with section overrides."""
+    from training.config import config_from_dict
+
+    raw = {
+        "name": "tiny",
+        "data": {"shards": str(shards), "image_size": 32, "batch_size": 8, "augment": "basic"},
+        "model": {"backbone": "custom_cnn", "weights": "none", "head": "linear", "dropout": 0.1},
+        "optimizer": {"name": "adam", "learning_rate": 0.003},
+        "training": {"epochs": 2, "verbose": 0, "steps_per_epoch": 3, "monitor": "val_model_accuracy"},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    return config_from_dict(raw)

@@ -15,6 +15,7 @@ from common.cli import run_main
     (["--split", "random"], "unknown split 'random'"),
     (["--max-side", "8"], "--max-side: expected at least 16 pixels"),
     (["--layout", "kagle"], "did you mean 'kaggle'"),
+    (["--split", "stratified", "--val-from", "test"], "--val-from test: expected --split official"),
 ])
 def test_build_errors(stanford_tree, tmp_path, capsys, arguments, message):
     root, _ = stanford_tree

@@ -55,6 +55,12 @@ def test_official_split_keeps_test_and_carves_validation_from_train():
     assignment = assign_splits("official", labels, source, 0.1, 0.0, seed=0)
     assert (assignment[600:] == "test").all()
     assert np.sum(assignment[:600] == "val") == 60 and np.sum(assignment[:600] == "train") == 540
+    from_test = assign_splits("official", labels, source, 0.5, 0.0, seed=0, val_from="test")
+    assert (from_test[:600] == "train").all()
+    assert np.sum(from_test[600:] == "val") == 200 and np.sum(from_test[600:] == "test") == 200
+    for label in range(10):  # stratified halves of the test set, as report 003 did
+        members = labels[600:] == label
+        assert abs(np.sum(from_test[600:][members] == "val") - 20) <= 1
     with pytest.raises(UserError, match="defines no train/test split"):
         assign_splits("official", labels, [None] * 1000, 0.1, 0.0, seed=0)
 

@@ -1,0 +1,171 @@
+"""training.fit end to end at toy scale: run folder, resume, stages, balance, every shipped config."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+import keras
+import tensorflow as tf
+
+from common.errors import UserError
+from training.config import CONFIG_DIR, config_from_dict, load_config, read_yaml, to_plain
+from training.fit import fit
+from tests.conftest import REPO, tiny_config
+
+
+def history(run):
+    return list(csv.DictReader(open(run / "history.csv")))
+
+
+def test_fit_writes_a_complete_run_folder(tiny_shards, tmp_path):
+    config = tiny_config(tiny_shards, loss={"name": "sigmoid_focal"}, training={"model_name": "focal_loss.h5"})
+    run = tmp_path / "run"
+    metrics = fit(config, str(run))
+    for name in ("config.yaml", "manifest.json", "model.keras", "focal_loss.h5", "last.keras", "history.csv",
+                 "metrics.json", "checkpoints/state.json"):
+        assert (run / name).is_file(), name
+    assert config_from_dict(read_yaml(str(run / "config.yaml"))) == config
+    assert json.loads((run / "manifest.json").read_text()) == json.loads((tiny_shards / "manifest.json").read_text())
+    assert [row["epoch"] for row in history(run)] == ["1", "2"]
+    assert {"val_model_accuracy", "make_loss", "learning_rate"} <= set(history(run)[0])
+    assert sorted(p.name for p in (run / "curves").iterdir()) == ["make.png", "model.png", "type.png", "year.png"]
+    tags = set()
+    for event_file in (run / "logs").rglob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(event_file)):
+            tags |= {value.tag for value in tf.compat.v1.Event.FromString(record.numpy()).summary.value}
+    assert {"epoch_loss", "epoch_model_accuracy", "epoch_learning_rate"} <= tags
+    assert set(metrics["heads"]) == {"make", "model", "year", "type"} and metrics["split"] == "test"
+    assert all(0 <= entry["accuracy"] <= 1 for entry in metrics["heads"].values())
+    best = keras.models.load_model(run / "model.keras")  # no custom_objects needed
+    legacy = keras.models.load_model(run / "focal_loss.h5")
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    for head in ("make", "model"):
+        np.testing.assert_allclose(best.predict(images, verbose=0)[head], legacy.predict(images, verbose=0)[head],
+                                   atol=1e-5)
+    assert type(best.loss["model"]).__name__ == "SigmoidFocalCrossEntropy"
+
+
+def test_the_same_command_again_does_nothing_and_changes_are_refused(tiny_shards, tmp_path, capsys):
+    config = tiny_config(tiny_shards, training={"epochs": 1, "evaluate_split": None})
+    run = tmp_path / "run"
+    fit(config, str(run))
+    stamp = (run / "model.keras").stat().st_mtime_ns
+    fit(config, str(run))
+    assert "already complete" in capsys.readouterr().out and (run / "model.keras").stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match=r"different configuration \(optimizer.learning_rate\)"):
+        fit(tiny_config(tiny_shards, optimizer={"name": "adam", "learning_rate": 0.1}), str(run))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match="not a run folder"):
+        fit(config, str(tmp_path / "other"))
+
+
+def test_more_epochs_continue_the_run(tiny_shards, tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(tiny_shards, training={"epochs": 1, "evaluate_split": None}), str(run))
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    state["finished"] = False  # as if the first command had been stopped after its last epoch
+    (run / "checkpoints" / "state.json").write_text(json.dumps(state))
+    fit(tiny_config(tiny_shards, training={"epochs": 3, "evaluate_split": None}), str(run))
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3"]
+
+
+def test_stages_device_augmentation_and_mixed_precision(tiny_shards, tmp_path):
+    stages = [{"epochs": 1, "trainable": "frozen", "optimizer": "adam", "learning_rate": 0.01},
+              {"epochs": 1, "trainable": "last_blocks", "unfreeze_blocks": 1, "optimizer": "sgd"}]
+    config = tiny_config(tiny_shards, data={"augment": "report000", "augment_on": "device"},
+                         training={"stages": stages, "mixed_precision": "mixed_bfloat16", "steps_per_execution": 2})
+    try:
+        fit(config, str(tmp_path / "run"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert [row["epoch"] for row in history(tmp_path / "run")] == ["1", "2"]
+    model = keras.models.load_model(tmp_path / "run" / "last.keras")
+    assert model.get_layer("augmentation") is not None
+    backbone = model.get_layer("backbone")
+    assert backbone.get_layer("block4_conv").trainable and not backbone.get_layer("block1_conv").trainable
+    assert model.get_layer("backbone").get_layer("block4_conv").compute_dtype == "bfloat16"
+    assert model.output["model"].dtype == "float32" if isinstance(model.output, dict) else True
+
+
+def test_balanced_sampling_plateau_and_early_stopping(tiny_shards, tmp_path):
+    # frozen backbone (BatchNorm statistics fixed) and a vanishing rate: validation loss cannot improve
+    config = tiny_config(tiny_shards, data={"class_balance": "weights"}, model={"trainable": "frozen"},
+                         loss={"name": "categorical_focal", "alpha": "class_frequency"},
+                         schedule={"name": "plateau", "patience": 1, "factor": 0.5, "monitor": "val_loss"},
+                         optimizer={"name": "sgd", "learning_rate": 1e-9},
+                         training={"epochs": 8, "early_stopping_patience": 3, "evaluate_split": None})
+    fit(config, str(tmp_path / "run"))
+    state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
+    assert state["stopped_early"] and state["epoch"] == 4
+    assert set(state["callbacks"]) == {"early_stopping", "plateau"}
+    rates = [float(row["learning_rate"]) for row in history(tmp_path / "run")]
+    assert rates[-1] < rates[0]  # ReduceLROnPlateau lowered it
+
+
+SHIPPED = sorted(name for name in os.listdir(CONFIG_DIR) if name.endswith(".yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_trains_a_step(name, tiny_shards):
+    """Each report's configuration, shrunk (32 px, no downloads), builds its pipeline, model, losses and
+    optimizer and takes one training step per fine-tuning stage (eagerly: tracing big graphs is slow)."""
+    from training import setup
+
+    raw = to_plain(load_config(name))
+    raw["data"].update(shards=str(tiny_shards), image_size=32, batch_size=4, global_batch_size=None, prepare=None)
+    raw["model"]["weights"] = "none"
+    if raw["model"]["backbone"] == "efficientnet_b5":  # same family and code path, a tenth of the build time
+        raw["model"]["backbone"] = "efficientnet_b0"
+    config = config_from_dict(raw)
+    manifest_dir, manifest = setup.load_dataset(config)
+    heads = setup.select_heads(manifest, config.data.heads)
+    spec = setup.pipeline_spec(config, manifest, heads, 32)
+    train, _ = setup.datasets(config, manifest_dir, manifest, spec, 4, pad=False)
+    batch = next(iter(train))
+    model = setup.new_model(config, heads, 32)
+    for stage in config.training.stages or [None]:
+        if stage is not None:
+            setup.apply_stage(model, config, stage)
+        setup.compile_model(model, config, manifest, heads, 4, 10, config.total_epochs,
+                            stage.optimizer if stage else None, stage.learning_rate if stage else None)
+        model.run_eagerly = True
+        logs = model.train_on_batch(*batch, return_dict=True)
+        assert np.isfinite(logs["loss"]), logs
+    assert sorted(model.output_names) == sorted(heads)
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_then_resumed(tiny_shards, tmp_path):
+    """A training process killed with SIGKILL mid-epoch resumes: no epoch twice, none missing."""
+    config = to_plain(tiny_config(tiny_shards, data={"image_size": 64},
+                                  training={"epochs": 6, "steps_per_epoch": 40, "evaluate_split": None}))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "training.fit", "--config", str(path), "--out", str(run)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    state_file, deadline = run / "checkpoints" / "state.json", time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.6)  # into the next epoch
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = json.loads(state_file.read_text())["epoch"]
+    assert 2 <= done < 6, "the process was not interrupted mid-training"
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {run} after epoch {done} of 6" in resumed.stderr
+    epochs = [int(row["epoch"]) for row in history(run)]
+    assert epochs == [1, 2, 3, 4, 5, 6]
+    assert len(list((run / "checkpoints").glob("*.keras"))) == 1 and not list(run.rglob("*.tmp-*"))

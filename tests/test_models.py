@@ -1,0 +1,122 @@
+"""Backbones, heads, fine-tuning stages and saving — every registered backbone is exercised."""
+import numpy as np
+import pytest
+
+import keras
+
+from common.errors import UserError
+from models import backbones
+from models.backbones import BACKBONES, block_names, build_backbone, get_backbone
+from models.build import backbone_of, build_model, set_trainable
+from models.layers import PixelNormalization, normalise_pixels
+from training.config import ModelConfig
+
+
+def shapes(model):
+    return dict(zip(model.output_names, [tuple(shape) for shape in model.output_shape]))
+
+
+def small(backbone, **changes):
+    values = dict(backbone=backbone, weights="none", head="report004", trunk_units=(16,), head_units=(8,),
+                  dropout=0.1, l2=1e-4)
+    values.update(changes)
+    return ModelConfig(**values)
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_backbone_builds_and_trains_a_step(name):
+    keras.utils.set_random_seed(0)
+    model = build_model(small(name), {"make": 3, "model": 5}, image_size=32)
+    assert sorted(model.output_names) == ["make", "model"]
+    assert shapes(model) == {"make": (None, 3), "model": (None, 5)}
+    model.compile(optimizer="sgd", loss={"make": "sparse_categorical_crossentropy",
+                                         "model": "sparse_categorical_crossentropy"}, run_eagerly=True)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    before = [weight.numpy().copy() for weight in model.trainable_weights[-2:]]
+    logs = model.train_on_batch(images, {"make": np.array([0, 2]), "model": np.array([1, 4])}, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(before, model.trainable_weights[-2:]))
+
+
+def test_heads_follow_the_manifest(stanford_build):
+    _, manifest, _ = stanford_build
+    heads = {head: entry["num_classes"] for head, entry in manifest["heads"].items()}
+    model = build_model(small("custom_cnn"), heads, image_size=32)
+    assert shapes(model) == {head: (None, classes) for head, classes in heads.items()}
+    assert model.get_layer("embedding") is not None and model.input_shape == (None, 32, 32, 3)
+    linear = build_model(small("custom_cnn", head="linear"), {"model": 7}, image_size=32)
+    assert [layer.name for layer in linear.layers][-3:] == ["embedding", "head_dropout", "model"]
+
+
+def test_fine_tuning_stages_and_frozen_batchnorm():
+    spec = get_backbone("resnet50")
+    model = build_model(small("resnet50"), {"make": 3}, image_size=32)
+    backbone = backbone_of(model)
+    set_trainable(model, "frozen", spec=spec)
+    assert not backbone.trainable_weights and model.trainable_weights  # heads still train
+    set_trainable(model, "last_blocks", 2, spec=spec)
+    blocks = block_names(backbone, spec)
+    trainable_blocks = {block for layer, block in zip(backbone.layers, blocks) if layer.trainable}
+    assert trainable_blocks == {"conv5_block2", "conv5_block3"}
+    set_trainable(model, "all", freeze_batchnorm=True, spec=spec)
+    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and not any(layer.trainable for layer in norms)
+    assert all(layer.trainable for layer in backbone.layers if not isinstance(layer, keras.layers.BatchNormalization))
+    with pytest.raises(UserError, match="unfreeze_blocks"):
+        set_trainable(model, "last_blocks", 0, spec=spec)
+
+
+def test_block_layouts_are_sensible():
+    for name, expected_first, expected_last in (("efficientnet_b0", "block1a", "block7a"),
+                                                ("mobilenet_v2", "expanded_conv", "block_16"),
+                                                ("resnet50", "conv2_block1", "conv5_block3"),
+                                                ("custom_cnn", "block1", "block4")):
+        spec = get_backbone(name)
+        order = [b for b in dict.fromkeys(block_names(build_backbone(name, 32), spec)) if b not in ("stem", "top")]
+        assert order[0] == expected_first and order[-1] == expected_last
+
+
+def test_imagenet_download_failure_says_what_to_do(monkeypatch, tmp_path):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(UserError) as error:
+        build_backbone("efficientnet_b0", 32, weights="imagenet")
+    message = str(error.value)
+    assert "could not get the ImageNet weights of efficientnet_b0" in message
+    assert "efficientnetb0_notop.h5" in message and "weights: none" in message
+
+
+def test_weights_errors():
+    with pytest.raises(UserError, match="neither 'imagenet', 'none' nor an existing weights file"):
+        build_backbone("resnet50", 32, weights="/nowhere/weights.h5")
+    with pytest.raises(UserError, match="has no width multiplier"):
+        build_backbone("resnet50", 32, width=0.5)
+    with pytest.raises(UserError, match="ImageNet weights exist for widths"):
+        build_backbone("mobilenet_v2", 32, weights="imagenet", width=0.6)
+    with pytest.raises(UserError, match="did you mean 'resnet50'"):
+        get_backbone("resnet5")
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    source = build_backbone("custom_cnn", 32)
+    source.set_weights([np.full_like(w, 0.5) for w in source.get_weights()])
+    path = tmp_path / "cnn.weights.h5"
+    source.save_weights(path)
+    loaded = build_backbone("custom_cnn", 32, weights=str(path))
+    assert all(np.allclose(w, 0.5) for w in loaded.get_weights())
+
+
+def test_pixel_normalisation_per_backbone():
+    pixels = np.array([[[[0.0, 127.5, 255.0]]]], dtype="float32")
+    assert np.allclose(normalise_pixels(pixels, "symmetric"), [[[[-1, 0, 1]]]])
+    assert np.allclose(normalise_pixels(pixels, "unit"), [[[[0, 0.5, 1]]]])
+    assert np.allclose(normalise_pixels(pixels, "caffe"), [[[[255 - 103.939, 127.5 - 116.779, 0 - 123.68]]]])
+    assert np.allclose(PixelNormalization("raw")(pixels), pixels)
+    assert {get_backbone(n).pixels for n in ("efficientnet_b3", "efficientnetv2_s")} == {"raw"}
+    assert get_backbone("resnet50").pixels == "caffe" and get_backbone("mobilenet_v2").pixels == "symmetric"
+    assert len(BACKBONES) == 18 and backbones.get_backbone("efficientnet_b7").default_size == 600

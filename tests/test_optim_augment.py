@@ -1,0 +1,82 @@
+"""Schedules against the reports' formulas, optimisers, and every augmentation op (eager and in tf.data)."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.errors import UserError
+from training.augment import AUGMENTATIONS, PRESETS, apply_host, device_layers, step
+from training.config import OptimizerConfig, ScheduleConfig
+from training.optim import OPTIMIZERS, Report004Schedule, StepDecay, WarmupCosine, build_optimizer
+
+
+def report_lr_curve(epoch):  # report 004, Fig. 16, verbatim
+    if epoch < 5:
+        return 1e-6 + epoch * ((1e-1 - 1e-6) / 6)
+    return 1e-1 * math.exp(-0.1 * epoch)
+
+
+def test_report004_schedule_is_the_reports_curve():
+    schedule = Report004Schedule(steps_per_epoch=7)
+    ours = [float(schedule(epoch * 7 + offset)) for epoch in range(80) for offset in (0, 6)]
+    theirs = [report_lr_curve(epoch) for epoch in range(80) for _ in (0, 6)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+
+
+def test_step_and_cosine_schedules():
+    every = StepDecay(steps_per_epoch=2, initial_lr=0.01, factor=0.1, every=10)
+    assert [round(float(every(e * 2)), 8) for e in (0, 9, 10, 20)] == [0.01, 0.01, 0.001, 0.0001]
+    cosine = WarmupCosine(0.1, total_steps=100, warmup_steps=10)
+    values = [float(cosine(s)) for s in range(100)]
+    assert values[0] < values[9] <= 0.1 + 1e-7 and np.all(np.diff(values[10:]) <= 1e-9) and values[-1] < 1e-3
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_optimizers_with_weight_decay_and_batch_scaling(name):
+    config = OptimizerConfig(name=name, learning_rate=0.01, momentum=0.9, weight_decay=1e-4, scale_with_batch=True,
+                             base_batch_size=32)
+    optimizer = build_optimizer(config, ScheduleConfig(), global_batch=64, steps_per_epoch=10, epochs=5)
+    assert float(optimizer.learning_rate) == pytest.approx(0.02) and optimizer.weight_decay == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
+def test_every_augmentation_eagerly_and_in_a_dataset(name):
+    image = tf.random.stateless_uniform([48, 64, 3], seed=[1, 2])
+    steps = (step(name, 1.0),)
+    eager = apply_host(image, steps)
+    mapped = next(iter(tf.data.Dataset.from_tensors(image).map(lambda x: apply_host(x, steps))))
+    for result in (eager, mapped):
+        assert result.shape == (48, 64, 3)
+        assert float(tf.reduce_min(result)) >= 0.0 and float(tf.reduce_max(result)) <= 1.0
+    if name == "flip_left_right":
+        np.testing.assert_allclose(eager, image[:, ::-1])
+    if name == "grayscale":
+        np.testing.assert_allclose(eager[..., 0], eager[..., 2], atol=1e-6)
+    if name not in ("random_resized_crop",):
+        assert not np.allclose(eager, image) or name == "jpeg_quality"
+
+
+def test_probabilities_are_per_example():
+    image = tf.random.stateless_uniform([8, 8, 3], seed=[3, 4])
+    flipped = [bool(np.allclose(apply_host(image, (step("flip_left_right", 0.3),)), image[:, ::-1]))
+               for _ in range(300)]
+    assert 0.2 < np.mean(flipped) < 0.4
+    assert np.allclose(apply_host(image, (step("grayscale", 0.0),)), image)
+
+
+@pytest.mark.parametrize("preset", [name for name in PRESETS if name != "none"])
+def test_presets_on_host_and_device(preset):
+    image = tf.random.stateless_uniform([32, 32, 3], seed=[5, 6])
+    assert apply_host(image, PRESETS[preset]).shape == (32, 32, 3)
+    layers = device_layers(PRESETS[preset])
+    batch = tf.random.stateless_uniform([4, 32, 32, 3], seed=[7, 8]) * 255
+    if layers is not None:
+        np.testing.assert_allclose(layers(batch, training=False), batch)  # identity at inference
+        assert layers(batch, training=True).shape == (4, 32, 32, 3)
+
+
+def test_device_placement_refuses_host_only_ops():
+    with pytest.raises(UserError, match="jpeg_quality"):
+        device_layers((step("jpeg_quality", 0.5),))
+

@@ -1,0 +1,67 @@
+"""Strategy choice on a CPU machine, forced choices, global batch, MirroredStrategy on 2 logical CPUs."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from common.errors import UserError
+from training.config import to_plain
+from training.strategy import choose_strategy, global_batch_size, tpu_hints
+from tests.conftest import REPO, tiny_config
+
+
+def test_auto_falls_back_to_cpu_and_says_why(caplog, monkeypatch):
+    for name in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU", "TPU_WORKER_ID"):
+        monkeypatch.delenv(name, raising=False)
+    caplog.set_level("INFO", logger="training.strategy")
+    choice = choose_strategy("auto")
+    assert choice.kind == "cpu" and choice.replicas == 1 and not choice.on_tpu
+    assert "no TPU found" in choice.reason and "no GPU found" in choice.reason
+    assert "strategy: cpu with 1 replica(s)" in caplog.text
+    assert choose_strategy("cpu").kind == "cpu"
+
+
+def test_a_tpu_hint_without_a_tpu_falls_back(monkeypatch):
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    assert "TPU_NAME" in tpu_hints()
+    choice = choose_strategy("auto")
+    assert choice.kind == "cpu" and "TPU initialisation failed" in choice.reason
+
+
+@pytest.mark.parametrize("name, message", [("gpu", "TensorFlow sees no GPU"), ("tpu", "no TPU could be initialised"),
+                                           ("mirrored", "needs at least two devices"),
+                                           ("tpus", "did you mean 'tpu'")])
+def test_forced_choices_that_are_unavailable(name, message):
+    with pytest.raises(UserError, match=message):
+        choose_strategy(name)
+
+
+def test_global_batch_follows_the_replicas():
+    assert global_batch_size(8, 8) == 64 and global_batch_size(8, 1) == 8  # Kaggle v3-8 vs Colab v5e-1
+    assert global_batch_size(8, 4, global_batch=64) == 64
+    with pytest.raises(UserError, match="does not divide over 3 replicas"):
+        global_batch_size(8, 3, global_batch=64)
+
+
+SCRIPT = """
+import sys
+from training.strategy import split_cpu
+split_cpu(2)  # before TensorFlow initialises
+from training.fit import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tiny_shards, tmp_path):
+    config = to_plain(tiny_config(tiny_shards, training={"strategy": "mirrored", "epochs": 1}))
+    path = tmp_path / "mirrored.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-c", SCRIPT, "--config", str(path), "--out", str(tmp_path / "run")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["strategy"]["kind"] == "mirrored" and metrics["strategy"]["replicas"] == 2
+    assert metrics["strategy"]["global_batch"] == 16  # 8 per replica × 2
+    assert "strategy: mirrored with 2 replica(s)" in result.stderr

@@ -1,0 +1,185 @@
+"""Callbacks that make training resumable at any moment.
+
+:class:`RunCheckpoint` runs last at the end of every epoch: it appends the epoch's row to the
+history, saves the best model when the monitored metric improved, saves the epoch checkpoint,
+rewrites ``history.csv`` and then commits ``state.json``. Early stopping and ReduceLROnPlateau
+keep their counters in that state, so a resumed run continues exactly where it stopped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Dict, List, Optional
+
+import keras
+
+from training.optim import current_learning_rate
+from training.run import RunDir, copy_atomic, save_model_atomic
+
+LOG = logging.getLogger("training.callbacks")
+RESUMABLE_FIELDS = {"early_stopping": ("wait", "best", "stopped_epoch"),
+                    "plateau": ("wait", "best", "cooldown_counter")}
+
+
+class Resumable:
+    """Mixin for Keras callbacks whose counters must survive a restart."""
+
+    state_key = ""
+    restored: Optional[dict] = None
+
+    def state(self) -> dict:
+        return {name: _plain(getattr(self, name, None)) for name in RESUMABLE_FIELDS[self.state_key]}
+
+    def restore_after_reset(self) -> None:
+        for name, value in (self.restored or {}).items():
+            setattr(self, name, value)
+
+
+def _plain(value):
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isinf(value) or math.isnan(value) else value
+
+
+class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
+    state_key = "early_stopping"
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)  # resets the counters (Keras re-uses callbacks across fits) …
+        self.restore_after_reset()  # … so the saved ones go back afterwards
+
+
+class ResumableReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
+    state_key = "plateau"
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.restore_after_reset()
+
+
+class HeadPrefixedLogs(keras.callbacks.Callback):
+    """Give single-head runs the same log names as multi-head ones (``model_accuracy``, ``val_model_loss``).
+
+    Keras 3 drops the output name when a model has one output; monitors such as
+    ``val_model_accuracy``, the history columns and the curves must not depend on the head count.
+    Runs first: later callbacks (early stopping, plateau, progress bar, history) see the new names.
+    """
+
+    def __init__(self, head: str, metric_names=("accuracy", "top5")):
+        super().__init__()
+        self.head, self.metric_names = head, tuple(metric_names)
+
+    def _rename(self, logs):
+        if logs is None:
+            return
+        for prefix in ("", "val_"):
+            for name in self.metric_names:
+                if prefix + name in logs:
+                    logs[f"{prefix}{self.head}_{name}"] = logs.pop(prefix + name)
+            if prefix + "loss" in logs:
+                logs[f"{prefix}{self.head}_loss"] = logs[prefix + "loss"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._rename(logs)
+
+    def on_test_end(self, logs=None):
+        self._rename(logs)
+
+
+class EpochSummaries(keras.callbacks.Callback):
+    """TensorBoard scalars once per epoch (``logs/train``, ``logs/validation``, ``epoch_*`` tags as Keras).
+
+    Keras' own TensorBoard callback has a per-batch hook, which makes Keras synchronise after every
+    training step; epoch-level logging needs none.
+    """
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder, self.writers = folder, {}
+
+    def writer(self, name: str):
+        import tensorflow as tf
+
+        if name not in self.writers:
+            self.writers[name] = tf.summary.create_file_writer(f"{self.folder}/{name}")
+        return self.writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        values = dict(logs or {})
+        values.setdefault("learning_rate", current_learning_rate(self.model.optimizer))
+        for key, value in values.items():
+            name, writer = (key[4:], "validation") if key.startswith("val_") else (key, "train")
+            with self.writer(writer).as_default():
+                tf.summary.scalar(f"epoch_{name}", float(value), step=epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self.writers.values():
+            writer.close()
+
+
+def improved(value: float, best: Optional[float], mode: str) -> bool:
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+def monitor_mode(monitor: str) -> str:
+    return "max" if any(word in monitor for word in ("accuracy", "top5", "auc", "precision", "recall")) else "min"
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Commit every completed epoch to the run folder (see the module docstring)."""
+
+    def __init__(self, run: RunDir, state: dict, monitor: str, best_names: List[str],
+                 resumable: List[Resumable], stage: int = 0):
+        super().__init__()
+        self.run, self.state, self.monitor, self.mode = run, state, monitor, monitor_mode(monitor)
+        self.best_names, self.resumable, self.stage = best_names, resumable, stage
+        self.epoch_rate = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_rate = current_learning_rate(self.model.optimizer)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1, "learning_rate": self.epoch_rate}
+        row.update({key: float(value) for key, value in logs.items() if key != "learning_rate"})
+        history = [item for item in self.state.get("history", []) if item["epoch"] < epoch + 1] + [row]
+        checkpoint = self.run.checkpoint_name(epoch + 1)
+        save_model_atomic(self.model, self.run.join(checkpoint))
+        value = logs.get(self.monitor)
+        best = self.state.get("best", {})
+        if value is not None and improved(float(value), best.get("value"), self.mode):
+            best = {"value": float(value), "epoch": epoch + 1, "monitor": self.monitor}
+            self.save_best(checkpoint)
+        elif value is None and self.monitor not in ("", None):
+            LOG.warning("training.monitor %r is not among the logged metrics (%s); keeping the last model as best",
+                        self.monitor, ", ".join(sorted(logs)))
+            best = {"value": None, "epoch": epoch + 1, "monitor": self.monitor}
+            self.save_best(checkpoint)
+        self.run.write_history(history)
+        self.state.update({
+            "epoch": epoch + 1, "checkpoint": checkpoint, "best": best, "history": history, "stage": self.stage,
+            "stopped_early": bool(self.model.stop_training),
+            "callbacks": {callback.state_key: callback.state() for callback in self.resumable},
+        })
+        self.run.write_state(self.state)
+        self.run.remove_old_checkpoints(keep=checkpoint)
+
+    def save_best(self, checkpoint: str) -> None:
+        for name in self.best_names:
+            if name.endswith(".keras"):
+                copy_atomic(self.run.join(checkpoint), self.run.join(name))
+            else:
+                save_model_atomic(self.model, self.run.join(name))
+
+
+def restore(callbacks: List[Resumable], state: Optional[dict]) -> None:
+    saved: Dict[str, dict] = (state or {}).get("callbacks", {})
+    for callback in callbacks:
+        callback.restored = saved.get(callback.state_key)

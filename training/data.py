@@ -1,0 +1,268 @@
+"""The tf.data input pipeline: a straight chain of small functions over the shards of a manifest.
+
+Training: list shards → shuffle files → interleave parallel reads (non-deterministic) → shuffle
+records → parse (schema owned by ``data_prep``) → [class-balanced resampling] → decode only the
+crop window at the smallest sufficient DCT scale → resize → augment → labels dict → batch
+(``drop_remainder`` on TPU) → prefetch. Evaluation has its own builder: deterministic order, no
+repeat, no augmentation. Images leave the pipeline as pixels in [0, 255] — uint8 unless the
+host augmented them — and the model normalises them (``models.layers.PixelNormalization``) unless
+``data.normalize_in: pipeline``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, FrozenSet, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from data_prep import schema
+from data_prep.manifest import shard_paths
+from training.augment import Step, apply_host
+
+AUTOTUNE = tf.data.AUTOTUNE
+DCT_RATIOS = (8, 4, 2, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSpec:
+    """Everything the pipeline functions need, derived once from config + manifest."""
+
+    heads: Tuple[str, ...]
+    num_classes: Dict[str, int]
+    image_size: int
+    one_hot_heads: FrozenSet[str] = frozenset()
+    crop_to_bbox: bool = False
+    bbox_margin: float = 0.1
+    augment: Tuple[Step, ...] = ()  # host steps (empty when augmenting on the device)
+    crop: Optional[Step] = None  # the preset's random_resized_crop (always on the host)
+    pixels: Optional[str] = None  # normalise in the pipeline with this PIXEL_MODES key (None: in the model)
+    class_weights: Optional[Dict[str, np.ndarray]] = None  # sample weight per class id, per head
+    resample_head: Optional[str] = None
+    resample_counts: Optional[np.ndarray] = None
+
+
+def split_files(manifest_dir: str, manifest: dict, split: str) -> list:
+    return shard_paths(manifest_dir, manifest, split)
+
+
+# --- per-example functions --------------------------------------------------------------------
+
+def parse(serialized, spec: PipelineSpec):
+    return schema.parse_example(serialized, spec.heads)
+
+
+def base_window(parsed, shape, spec: PipelineSpec):
+    """(y, x, height, width) in pixels of the region to use: the bbox (+margin) or the whole image."""
+    if not spec.crop_to_bbox:
+        return tf.stack([0, 0, shape[0], shape[1]])
+    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    ymin, xmin, ymax, xmax = tf.unstack(parsed[schema.BBOX])
+    grow_y, grow_x = spec.bbox_margin * (ymax - ymin), spec.bbox_margin * (xmax - xmin)
+    top = tf.minimum(tf.cast(tf.floor(tf.maximum(0.0, ymin - grow_y) * height), tf.int32), shape[0] - 1)
+    left = tf.minimum(tf.cast(tf.floor(tf.maximum(0.0, xmin - grow_x) * width), tf.int32), shape[1] - 1)
+    bottom = tf.minimum(tf.cast(tf.math.ceil(tf.minimum(1.0, ymax + grow_y) * height), tf.int32), shape[0])
+    right = tf.minimum(tf.cast(tf.math.ceil(tf.minimum(1.0, xmax + grow_x) * width), tf.int32), shape[1])
+    return tf.stack([top, left, tf.maximum(1, bottom - top), tf.maximum(1, right - left)])
+
+
+def random_window(window, step: Step):
+    """A random sub-window (random resized crop: area fraction ``scale``, aspect ``ratio``)."""
+    params = step.kwargs
+    region = tf.stack([window[0], window[1], window[2], window[3]])
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        tf.stack([region[2], region[3], 3]), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        min_object_covered=0.0, aspect_ratio_range=params.get("ratio", (0.75, 1.333)),
+        area_range=params.get("scale", (0.08, 1.0)), max_attempts=10, use_image_if_no_bounding_boxes=True)
+    crop = tf.stack([window[0] + begin[0], window[1] + begin[1], size[0], size[1]])
+    if step.probability >= 1.0:
+        return crop
+    return tf.cond(tf.random.uniform([]) < step.probability, lambda: crop, lambda: window)
+
+
+def decode_window(encoded, window, target: int):
+    """Decode only ``window`` at the coarsest DCT scale (1/8, 1/4, 1/2, 1) that keeps ≥ ``target`` px.
+
+    The window is given in full-resolution pixels; ``decode_and_crop_jpeg`` takes it in scaled ones.
+    """
+    smaller = tf.minimum(window[2], window[3])
+
+    def decoder(ratio):
+        def decode():
+            scaled = tf.stack([window[0] // ratio, window[1] // ratio,
+                               tf.maximum(1, window[2] // ratio), tf.maximum(1, window[3] // ratio)])
+            return tf.io.decode_and_crop_jpeg(encoded, scaled, channels=3, ratio=ratio)
+        return decode
+
+    choice = tf.argmax(tf.stack([smaller // ratio >= target for ratio in DCT_RATIOS] + [True]), output_type=tf.int32)
+    choice = tf.minimum(choice, len(DCT_RATIOS) - 1)
+    return tf.switch_case(choice, [decoder(ratio) for ratio in DCT_RATIOS])
+
+
+def to_model_input(image, spec: PipelineSpec, training: bool):
+    """Resize to the model's size, augment (training, host), optionally normalise.
+
+    When nothing else happens on the host the image leaves as uint8: a quarter of the bytes through
+    batching, prefetching and the host-to-device copy (the model casts and normalises).
+    """
+    image = tf.image.resize(image, [spec.image_size, spec.image_size])
+    if training and spec.augment:
+        image = apply_host(image / 255.0, spec.augment) * 255.0
+    image = tf.ensure_shape(image, [spec.image_size, spec.image_size, 3])
+    if spec.pixels:
+        from models.layers import normalise_pixels
+
+        return normalise_pixels(image, spec.pixels)
+    if training and spec.augment:
+        return image
+    return tf.cast(tf.round(image), tf.uint8)
+
+
+def targets(parsed, spec: PipelineSpec):
+    """Labels keyed by head name: integer ids (-1 unknown), one-hot only where a loss needs it."""
+    labels = {}
+    for head in spec.heads:
+        label = tf.cast(parsed[schema.label_key(head)], tf.int32)
+        labels[head] = tf.one_hot(label, spec.num_classes[head]) if head in spec.one_hot_heads else label
+    return labels
+
+
+def sample_weights(parsed, spec: PipelineSpec):
+    """Class weights as per-head sample weights (unknown labels weigh 0; other heads 1)."""
+    weights = {}
+    for head in spec.heads:
+        label = tf.cast(parsed[schema.label_key(head)], tf.int32)
+        if spec.class_weights and head in spec.class_weights:
+            table = tf.constant(spec.class_weights[head], tf.float32)
+            weights[head] = tf.where(label >= 0, tf.gather(table, tf.maximum(label, 0)), 0.0)
+        else:
+            weights[head] = tf.ones([], tf.float32)
+    return weights
+
+
+def train_example(parsed, spec: PipelineSpec):
+    encoded = parsed[schema.IMAGE]
+    window = base_window(parsed, tf.io.extract_jpeg_shape(encoded), spec)
+    if spec.crop is not None:
+        window = random_window(window, spec.crop)
+    image = to_model_input(decode_window(encoded, window, spec.image_size), spec, training=True)
+    if spec.class_weights:
+        return image, targets(parsed, spec), sample_weights(parsed, spec)
+    return image, targets(parsed, spec)
+
+
+def eval_example(parsed, spec: PipelineSpec):
+    encoded = parsed[schema.IMAGE]
+    window = base_window(parsed, tf.io.extract_jpeg_shape(encoded), spec)
+    return to_model_input(decode_window(encoded, window, spec.image_size), spec, training=False), targets(parsed, spec)
+
+
+# --- datasets ---------------------------------------------------------------------------------
+
+def repeat_weights(counts) -> np.ndarray:
+    """Per-class emission rate for class-balanced sampling: target share / actual share.
+
+    The mean over training examples is 1, so an epoch keeps its length in expectation while
+    every class present contributes equally (report 001's weighted sampler, with replacement).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
+def resample(dataset, spec: PipelineSpec, seed: int, shuffle_buffer: int):
+    """Class-balanced sampling on ``spec.resample_head`` by repetition, then a shuffle.
+
+    Each parsed record is emitted ⌊w⌋ or ⌈w⌉ times (random, mean ``w`` of its class), so rare
+    classes are repeated (and augmented differently after decoding) and common ones thinned.
+    Unlike ``rejection_resample`` nothing is read only to be thrown away on rare classes.
+    """
+    table = tf.constant(repeat_weights(spec.resample_counts))
+    key = schema.label_key(spec.resample_head)
+
+    def repeated(parsed):
+        weight = tf.gather(table, tf.maximum(tf.cast(parsed[key], tf.int32), 0))
+        whole = tf.floor(weight)
+        count = whole + tf.cast(tf.random.uniform([], seed=seed) < weight - whole, tf.float32)
+        return tf.data.Dataset.from_tensors(parsed).repeat(tf.cast(count, tf.int64))
+
+    return dataset.flat_map(repeated).shuffle(shuffle_buffer, seed=seed)
+
+
+def read_records(path):
+    """A TFRecord reader with a large read buffer (fewer round trips to gs://)."""
+    return tf.data.TFRecordDataset(path, buffer_size=8 << 20)
+
+
+def train_dataset(files: Sequence[str], spec: PipelineSpec, global_batch: int, seed: int,
+                  drop_remainder: bool = True, shuffle_buffer: int = 2048) -> tf.data.Dataset:
+    """Endless, shuffled, augmented training batches (non-deterministic order for speed)."""
+    options = tf.data.Options()
+    options.deterministic = False
+    dataset = tf.data.Dataset.from_tensor_slices(list(files)).shuffle(len(files), seed=seed).repeat()
+    dataset = dataset.interleave(read_records, cycle_length=max(1, min(16, len(files))),
+                                 num_parallel_calls=AUTOTUNE, deterministic=False)
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    if spec.resample_head:
+        parsed = dataset.map(lambda record: parse(record, spec), num_parallel_calls=AUTOTUNE)
+        dataset = resample(parsed, spec, seed, shuffle_buffer)
+        dataset = dataset.map(lambda parsed: train_example(parsed, spec), num_parallel_calls=AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda record: train_example(parse(record, spec), spec), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(global_batch, drop_remainder=drop_remainder)
+    return dataset.prefetch(AUTOTUNE).with_options(options)
+
+
+def _weighted(image, labels, weight: float):
+    return image, labels, {head: tf.constant(weight, tf.float32) for head in labels}
+
+
+def padded(dataset, examples: int, batch: int):
+    """Append zero-weight copies of the first example until every batch is full.
+
+    Several replicas (or a TPU) need whole global batches: a partial last batch would leave a replica
+    empty (BatchNorm fails) or break static shapes. With padding every real example is evaluated once
+    and the copies weigh nothing; accuracy is exact, and ``padding_factor`` corrects mean losses,
+    which Keras divides by the element count including zero weights.
+    """
+    total = -(-examples // batch) * batch
+    real = dataset.map(lambda image, labels: _weighted(image, labels, 1.0))
+    filler = dataset.take(1).map(lambda image, labels: _weighted(image, labels, 0.0)).repeat(total - examples)
+    return real.concatenate(filler)
+
+
+def padding_factor(examples: int, batch: int) -> float:
+    """Multiply a padded evaluation's mean losses by this to get the mean over real examples."""
+    return (-(-examples // batch) * batch) / examples
+
+
+def eval_dataset(files: Sequence[str], spec: PipelineSpec, batch: int, examples: Optional[int] = None,
+                 pad: bool = False) -> tf.data.Dataset:
+    """One pass over a split in a fixed order, no augmentation.
+
+    ``examples`` (from the manifest) declares the number of batches, which Keras uses for progress
+    and to know the pass is complete rather than "out of data". ``pad`` fills the last batch with
+    zero-weight copies (see :func:`padded`); it needs ``examples``.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices(list(files))
+    dataset = dataset.interleave(read_records, cycle_length=max(1, min(4, len(files))),
+                                 num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = dataset.map(lambda record: eval_example(parse(record, spec), spec), num_parallel_calls=AUTOTUNE,
+                          deterministic=True)
+    if pad:
+        dataset = padded(dataset, examples, batch)
+    dataset = dataset.batch(batch, drop_remainder=pad)
+    if examples is not None:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-examples // batch)))
+    return dataset.prefetch(AUTOTUNE)
+
+
+def class_weights_from_counts(counts: Sequence[int]) -> np.ndarray:
+    """Balanced class weights ``N / (C · n_c)`` (classes absent from training get 0)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)

@@ -1,0 +1,107 @@
+"""The run folder: what ``training.fit`` writes, and the resumable state.
+
+```
+runs/NAME/
+  config.yaml        resolved configuration (what was really run)
+  manifest.json      copy of the dataset manifest (heads, vocabularies, splits)
+  model.keras        best model on the validation metric (+ .h5 when asked, e.g. focal_loss.h5)
+  last.keras         model after the last epoch
+  history.csv        one row per completed epoch, never twice, never a gap
+  logs/              TensorBoard
+  curves/<head>.png  training curves (accuracy and loss, train and validation)
+  metrics.json       evaluation on the held-out split
+  checkpoints/       epoch-NNNN.keras + state.json (what a re-run resumes from)
+```
+
+``state.json`` is written last after every epoch and is the commit point: it names the checkpoint
+of the last completed epoch and holds the history and the callbacks' counters.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from typing import List, Optional
+
+from common import fs
+
+
+class RunDir:
+    def __init__(self, path: str):
+        self.path = path
+
+    def join(self, *parts: str) -> str:
+        return fs.join(self.path, *parts)
+
+    @property
+    def state_path(self) -> str:
+        return self.join("checkpoints", "state.json")
+
+    def checkpoint_name(self, epoch: int) -> str:
+        return f"checkpoints/epoch-{epoch:04d}.keras"
+
+    def prepare(self) -> None:
+        for folder in ("", "checkpoints", "curves", "logs"):
+            fs.makedirs(self.join(folder) if folder else self.path)
+
+    def load_state(self) -> Optional[dict]:
+        if not fs.exists(self.state_path):
+            return None
+        return json.loads(fs.read_text(self.state_path))
+
+    def write_state(self, state: dict) -> None:
+        fs.write_text_atomic(self.state_path, json.dumps(state, indent=1))
+
+    def write_history(self, rows: List[dict]) -> None:
+        """``history.csv`` from the full list of epoch rows (columns: union of keys, epoch first)."""
+        columns = ["epoch"] + sorted({key for row in rows for key in row} - {"epoch"})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        fs.write_text_atomic(self.join("history.csv"), buffer.getvalue())
+
+    def remove_old_checkpoints(self, keep: str) -> None:
+        folder = self.join("checkpoints")
+        for name in fs.listdir(folder):
+            if name.endswith(".keras") and f"checkpoints/{name}" != keep:
+                fs.remove(fs.join(folder, name))
+
+
+def save_model_atomic(model, path: str) -> None:
+    """Save ``model`` to ``path`` (.keras or .h5) so that the file is either old or complete."""
+    suffix = ".h5" if path.endswith(".h5") else ".keras"
+    if fs.is_remote(path):
+        with tempfile.TemporaryDirectory() as folder:
+            local = os.path.join(folder, "model" + suffix)
+            _save(model, local)
+            fs.write_bytes_atomic(path, open(local, "rb").read())
+        return
+    temporary = fs.temporary_name(path) + suffix  # Keras picks the format from the suffix
+    try:
+        _save(model, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _save(model, path: str) -> None:
+    """``.keras`` keeps the optimizer (resuming needs it); legacy ``.h5`` files are for inference and
+    other tools, and the legacy loader cannot restore our optimizer state anyway."""
+    import keras
+
+    keras.saving.save_model(model, path, include_optimizer=not path.endswith(".h5"))
+
+
+def copy_atomic(source: str, target: str) -> None:
+    """Copy a finished file under a temporary name, then rename (local or remote)."""
+    if fs.is_remote(source) or fs.is_remote(target):
+        fs.write_bytes_atomic(target, fs.read_bytes(source))
+        return
+    temporary = fs.temporary_name(target)
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)

@@ -15,18 +15,19 @@ TRAINABLE_MODES = ("all", "frozen", "last_blocks")
 
 
 def build_model(config, heads: Dict[str, int], image_size: int,
-                augmentation: Optional[keras.layers.Layer] = None) -> keras.Model:
+                augmentation: Optional[keras.layers.Layer] = None, normalize: bool = True) -> keras.Model:
     """Build the model for ``heads`` (``{name: number of classes}``) at ``image_size`` pixels.
 
     ``config`` is a :class:`training.config.ModelConfig`-like object. The input is named ``image``
-    and takes RGB pixels in [0, 255]; outputs are a dict keyed by head name.
+    and takes RGB pixels in [0, 255] — or already normalised pixels with ``normalize=False`` (the
+    input pipeline normalised them); outputs are a dict keyed by head name.
     """
     if not heads:
         raise UserError("data.heads: at least one head is needed")
     spec = get_backbone(config.backbone)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = augmentation(inputs) if augmentation is not None else inputs
-    x = PixelNormalization(spec.pixels, name="pixel_normalization")(x)
+    x = PixelNormalization(spec.pixels if normalize else "raw", name="pixel_normalization")(x)
     backbone = build_backbone(config.backbone, image_size, config.weights, config.width_multiplier)
     backbone = keras.Model(backbone.input, backbone.output, name="backbone")
     features = backbone(x)

@@ -9,8 +9,8 @@ from PIL import Image
 from data_prep import schema
 from data_prep.manifest import load_manifest
 from training.augment import PRESETS, crop_step
-from training.data import (PipelineSpec, class_weights_from_counts, decode_window, eval_dataset, repeat_weights,
-                           split_files, train_dataset)
+from training.data import (PipelineSpec, class_weights_from_counts, decode_window, eval_dataset, split_files,
+                           train_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,15 @@ def test_training_batches(shards):
     assert labels["make"].shape == (8, classes["make"])  # one-hot only where asked
     assert labels["model"].dtype == tf.int32 and labels["model"].shape == (8,)
     assert int(tf.reduce_min(labels["type"])) >= -1  # unknown body types stay -1
+
+
+def test_normalising_in_the_pipeline(shards):
+    folder, manifest, heads, classes = shards
+    images, _ = next(iter(eval_dataset(split_files(folder, manifest, "test"), PipelineSpec(heads, classes, 32,
+                                                                                           pixels="symmetric"), 8)))
+    assert images.dtype == tf.float32 and -1.0 <= float(tf.reduce_min(images)) < 0 < float(tf.reduce_max(images)) <= 1
+    raw, _ = next(iter(eval_dataset(split_files(folder, manifest, "test"), PipelineSpec(heads, classes, 32), 8)))
+    assert raw.dtype == tf.uint8  # normalised in the model: uint8 leaves the host
 
 
 def test_evaluation_is_deterministic_and_complete(shards):
@@ -85,8 +94,7 @@ def test_class_weights_and_balanced_sampling(shards):
     counts = np.array(manifest["splits"]["train"]["class_counts"]["model"]["per_class"])
     weights = class_weights_from_counts(counts)
     assert np.average(weights, weights=counts) == pytest.approx(1.0, rel=1e-5)
-    assert float(np.mean(repeat_weights(counts)[counts > 0] * counts[counts > 0])) == pytest.approx(
-        counts.sum() / (counts > 0).sum(), rel=1e-4)
+    assert np.allclose((weights * counts)[counts > 0], counts.sum() / (counts > 0).sum(), rtol=1e-5)
     spec = PipelineSpec(heads, classes, 32, class_weights={"model": weights}, resample_head="model",
                         resample_counts=counts)
     batch = next(iter(train_dataset(split_files(folder, manifest, "train"), spec, 512, seed=1)))

@@ -70,11 +70,10 @@ def test_the_same_command_again_does_nothing_and_changes_are_refused(tiny_shards
 def test_more_epochs_continue_the_run(tiny_shards, tmp_path):
     run = tmp_path / "run"
     fit(tiny_config(tiny_shards, training={"epochs": 1, "evaluate_split": None}), str(run))
-    state = json.loads((run / "checkpoints" / "state.json").read_text())
-    state["finished"] = False  # as if the first command had been stopped after its last epoch
-    (run / "checkpoints" / "state.json").write_text(json.dumps(state))
-    fit(tiny_config(tiny_shards, training={"epochs": 3, "evaluate_split": None}), str(run))
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["finished"]
+    fit(tiny_config(tiny_shards, training={"epochs": 3, "evaluate_split": None}), str(run))  # finished: extend it
     assert [row["epoch"] for row in history(run)] == ["1", "2", "3"]
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["finished"]
 
 
 def test_stages_device_augmentation_and_mixed_precision(tiny_shards, tmp_path):

@@ -111,6 +111,13 @@ def test_local_weights_file_is_loaded(tmp_path):
     assert all(np.allclose(w, 0.5) for w in loaded.get_weights())
 
 
+def test_normalising_in_the_pipeline_leaves_the_model_raw():
+    inside = build_model(small("mobilenet_v2"), {"make": 3}, 32)
+    outside = build_model(small("mobilenet_v2"), {"make": 3}, 32, normalize=False)
+    assert inside.get_layer("pixel_normalization").mode == "symmetric"
+    assert outside.get_layer("pixel_normalization").mode == "raw"  # never normalised twice
+
+
 def test_pixel_normalisation_per_backbone():
     pixels = np.array([[[[0.0, 127.5, 255.0]]]], dtype="float32")
     assert np.allclose(normalise_pixels(pixels, "symmetric"), [[[[-1, 0, 1]]]])

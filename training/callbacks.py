@@ -70,7 +70,7 @@ class HeadPrefixedLogs(keras.callbacks.Callback):
         super().__init__()
         self.head, self.metric_names = head, tuple(metric_names)
 
-    def _rename(self, logs):
+    def rename(self, logs):
         if logs is None:
             return
         for prefix in ("", "val_"):
@@ -81,10 +81,10 @@ class HeadPrefixedLogs(keras.callbacks.Callback):
                 logs[f"{prefix}{self.head}_loss"] = logs[prefix + "loss"]
 
     def on_epoch_end(self, epoch, logs=None):
-        self._rename(logs)
+        self.rename(logs)
 
     def on_test_end(self, logs=None):
-        self._rename(logs)
+        self.rename(logs)
 
 
 class EpochSummaries(keras.callbacks.Callback):

@@ -159,27 +159,15 @@ def eval_example(parsed, spec: PipelineSpec):
 
 # --- datasets ---------------------------------------------------------------------------------
 
-def repeat_weights(counts) -> np.ndarray:
-    """Per-class emission rate for class-balanced sampling: target share / actual share.
-
-    The mean over training examples is 1, so an epoch keeps its length in expectation while
-    every class present contributes equally (report 001's weighted sampler, with replacement).
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    present = counts > 0
-    weights = np.zeros_like(counts)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights.astype(np.float32)
-
-
 def resample(dataset, spec: PipelineSpec, seed: int, shuffle_buffer: int):
     """Class-balanced sampling on ``spec.resample_head`` by repetition, then a shuffle.
 
-    Each parsed record is emitted ⌊w⌋ or ⌈w⌉ times (random, mean ``w`` of its class), so rare
+    Each parsed record is emitted ⌊w⌋ or ⌈w⌉ times (random, mean ``w``, the balanced class weight
+    of its class: target share / actual share, mean 1 over the examples), so rare
     classes are repeated (and augmented differently after decoding) and common ones thinned.
     Unlike ``rejection_resample`` nothing is read only to be thrown away on rare classes.
     """
-    table = tf.constant(repeat_weights(spec.resample_counts))
+    table = tf.constant(class_weights_from_counts(spec.resample_counts))
     key = schema.label_key(spec.resample_head)
 
     def repeated(parsed):
@@ -260,7 +248,11 @@ def eval_dataset(files: Sequence[str], spec: PipelineSpec, batch: int, examples:
 
 
 def class_weights_from_counts(counts: Sequence[int]) -> np.ndarray:
-    """Balanced class weights ``N / (C · n_c)`` (classes absent from training get 0)."""
+    """Balanced class weights ``N / (C · n_c)`` (classes absent from training get 0).
+
+    Their mean over the training examples is 1; used as loss weights (``class_balance: weights``)
+    and as emission rates for class-balanced sampling (``resample``).
+    """
     counts = np.asarray(counts, dtype=np.float64)
     present = counts > 0
     weights = np.zeros_like(counts)

@@ -157,9 +157,11 @@ def fit(config: Config, out: Optional[str] = None) -> dict:
 
     out = out or fs.join("runs", config.name)
     run, state = start_run(config, out)
-    if state.get("finished"):
+    done = state.get("stopped_early") or state.get("epoch", 0) >= config.total_epochs
+    if state.get("finished") and done:
         print(f"{out} is already complete ({state.get('epoch')} epochs); nothing to do")
         return json.loads(fs.read_text(run.join("metrics.json"))) if fs.exists(run.join("metrics.json")) else {}
+    state["finished"] = False  # more epochs asked for than the finished run had
     keras.utils.set_random_seed(config.training.seed)
     context = Context(config)
     fs.write_text_atomic(run.join("manifest.json"), json.dumps(context.manifest, indent=2))

@@ -29,7 +29,7 @@ def evaluate_best(config, run, context) -> Dict[str, dict]:
     if len(context.heads) == 1:  # Keras drops the output name for single-output models
         from training.callbacks import HeadPrefixedLogs
 
-        HeadPrefixedLogs(next(iter(context.heads)))._rename(values)
+        HeadPrefixedLogs(next(iter(context.heads))).rename(values)
     results = {}
     for head, classes in context.heads.items():
         counts = context.manifest["splits"][split]["class_counts"][head]

@@ -79,12 +79,12 @@ def pipeline_spec(config, manifest: dict, heads: Dict[str, int], image_size: int
     elif data.class_balance == "resample":
         resample_head = data.balance_head
         resample_counts = train_counts(manifest, data.train_split, data.balance_head)
+    pixels = get_backbone(config.model.backbone).pixels if data.normalize_in == "pipeline" else None
     return PipelineSpec(
         heads=tuple(heads), num_classes=dict(heads), image_size=image_size,
         one_hot_heads=one_hot_heads(config.loss, heads), crop_to_bbox=data.crop_to_bbox,
         bbox_margin=data.bbox_margin, augment=steps if data.augment_on == "host" else (),
-        crop=augment.crop_step(steps), pixels=get_backbone(config.model.backbone).pixels
-        if data.normalize_in == "pipeline" else None,
+        crop=augment.crop_step(steps), pixels=pixels,
         class_weights=weights, resample_head=resample_head, resample_counts=resample_counts)
 
 
@@ -116,7 +116,7 @@ def new_model(config, heads: Dict[str, int], image_size: int):
         first = config.training.stages[0]
         model_config = dataclasses.replace(model_config, trainable=first.trainable,
                                            unfreeze_blocks=first.unfreeze_blocks)
-    return build_model(model_config, heads, image_size, device)
+    return build_model(model_config, heads, image_size, device, normalize=config.data.normalize_in == "model")
 
 
 def compile_model(model, config, manifest: dict, heads: Dict[str, int], global_batch: int, steps_per_epoch: int,

@@ -142,3 +142,24 @@ def test_padded_evaluation_counts_every_example_once(shards):
     true_mean = np.mean(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1)))
     # exact; Keras' own unpadded mean weighs the short last batch like a full one
     assert filled["model_loss"] * padding_factor(examples, batch) == pytest.approx(true_mean, rel=1e-5)
+
+
+def test_random_crop_at_native_resolution_needs_no_resize(shards):
+    """random_crop: an output-sized window decoded as is (train), the centre window (evaluation)."""
+    import io
+
+    from PIL import Image
+
+    from training.augment import step
+
+    folder, manifest, heads, classes = shards
+    spec = PipelineSpec(heads, classes, 32, crop=step("random_crop", 1.0))
+    images, _ = next(iter(train_dataset(split_files(folder, manifest, "train"), spec, 4, seed=0)))
+    assert images.dtype == tf.uint8 and images.shape == (4, 32, 32, 3)
+    record = next(iter(tf.data.TFRecordDataset(split_files(folder, manifest, "test"))))
+    parsed = schema.parse_example(record, heads)
+    full = np.asarray(Image.open(io.BytesIO(parsed[schema.IMAGE].numpy())).convert("RGB"))
+    height, width = full.shape[:2]
+    centre = full[(height - 32) // 2:(height - 32) // 2 + 32, (width - 32) // 2:(width - 32) // 2 + 32]
+    evaluated = next(iter(eval_dataset(split_files(folder, manifest, "test"), spec, 1)))[0][0].numpy()
+    assert np.abs(evaluated.astype(int) - centre.astype(int)).mean() < 3  # same pixels, no resampling

@@ -66,10 +66,31 @@ def base_window(parsed, shape, spec: PipelineSpec):
     return tf.stack([top, left, tf.maximum(1, bottom - top), tf.maximum(1, right - left)])
 
 
-def random_window(window, step: Step):
-    """A random sub-window (random resized crop: area fraction ``scale``, aspect ``ratio``)."""
+def native_window(window, size: int, random: bool):
+    """A ``size``×``size`` window inside ``window`` (random or centred) when it fits, else ``window``.
+
+    At native resolution nothing needs resizing afterwards: the cheapest crop for pre-sized shards.
+    """
+    fits = tf.logical_and(window[2] >= size, window[3] >= size)
+    if random:
+        dy = tf.random.uniform([], 0, tf.maximum(window[2] - size, 0) + 1, dtype=tf.int32)
+        dx = tf.random.uniform([], 0, tf.maximum(window[3] - size, 0) + 1, dtype=tf.int32)
+    else:
+        dy, dx = tf.maximum(window[2] - size, 0) // 2, tf.maximum(window[3] - size, 0) // 2
+    crop = tf.stack([window[0] + dy, window[1] + dx, size, size])
+    return tf.where(fits, crop, window)
+
+
+def random_window(window, step: Step, size: int):
+    """The crop step's window: ``random_crop`` (native resolution) or ``random_resized_crop``
+    (area fraction ``scale``, aspect ``ratio``), applied with the step's probability."""
+    if step.name == "random_crop":
+        crop = native_window(window, size, random=True)
+        if step.probability >= 1.0:
+            return crop
+        return tf.cond(tf.random.uniform([]) < step.probability, lambda: crop, lambda: window)
     params = step.kwargs
-    region = tf.stack([window[0], window[1], window[2], window[3]])
+    region = window
     begin, size, _ = tf.image.sample_distorted_bounding_box(
         tf.stack([region[2], region[3], 3]), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
         min_object_covered=0.0, aspect_ratio_range=params.get("ratio", (0.75, 1.333)),
@@ -100,22 +121,28 @@ def decode_window(encoded, window, target: int):
 
 
 def to_model_input(image, spec: PipelineSpec, training: bool):
-    """Resize to the model's size, augment (training, host), optionally normalise.
+    """Resize to the model's size (unless the crop already has it), augment (training, host), normalise.
 
-    When nothing else happens on the host the image leaves as uint8: a quarter of the bytes through
+    When no float work is left on the host the image leaves as uint8: a quarter of the bytes through
     batching, prefetching and the host-to-device copy (the model casts and normalises).
     """
-    image = tf.image.resize(image, [spec.image_size, spec.image_size])
-    if training and spec.augment:
+    size = spec.image_size
+    shape = tf.shape(image)
+    exact = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
+    augment = training and bool(spec.augment)
+    if not (augment or spec.pixels):
+        image = tf.cond(exact, lambda: image,
+                        lambda: tf.cast(tf.round(tf.image.resize(image, [size, size])), tf.uint8))
+        return tf.ensure_shape(image, [size, size, 3])
+    image = tf.cond(exact, lambda: tf.cast(image, tf.float32), lambda: tf.image.resize(image, [size, size]))
+    if augment:
         image = apply_host(image / 255.0, spec.augment) * 255.0
-    image = tf.ensure_shape(image, [spec.image_size, spec.image_size, 3])
+    image = tf.ensure_shape(image, [size, size, 3])
     if spec.pixels:
         from models.layers import normalise_pixels
 
-        return normalise_pixels(image, spec.pixels)
-    if training and spec.augment:
-        return image
-    return tf.cast(tf.round(image), tf.uint8)
+        image = normalise_pixels(image, spec.pixels)
+    return image
 
 
 def targets(parsed, spec: PipelineSpec):
@@ -140,12 +167,26 @@ def sample_weights(parsed, spec: PipelineSpec):
     return weights
 
 
+def stored_shape(parsed):
+    """Height and width from the record (written and verified by data_prep: no JPEG header re-parse)."""
+    return tf.cast(tf.stack([parsed[schema.HEIGHT], parsed[schema.WIDTH]]), tf.int32)
+
+
+def decode(encoded, window, spec: PipelineSpec):
+    """A native-resolution crop is decoded as is; anything else at the best DCT scale."""
+    if spec.crop is not None and spec.crop.name == "random_crop" and spec.crop.probability >= 1.0:
+        fits = tf.logical_and(tf.equal(window[2], spec.image_size), tf.equal(window[3], spec.image_size))
+        return tf.cond(fits, lambda: tf.io.decode_and_crop_jpeg(encoded, window, channels=3),
+                       lambda: decode_window(encoded, window, spec.image_size))
+    return decode_window(encoded, window, spec.image_size)
+
+
 def train_example(parsed, spec: PipelineSpec):
     encoded = parsed[schema.IMAGE]
-    window = base_window(parsed, tf.io.extract_jpeg_shape(encoded), spec)
+    window = base_window(parsed, stored_shape(parsed), spec)
     if spec.crop is not None:
-        window = random_window(window, spec.crop)
-    image = to_model_input(decode_window(encoded, window, spec.image_size), spec, training=True)
+        window = random_window(window, spec.crop, spec.image_size)
+    image = to_model_input(decode(encoded, window, spec), spec, training=True)
     if spec.class_weights:
         return image, targets(parsed, spec), sample_weights(parsed, spec)
     return image, targets(parsed, spec)
@@ -153,8 +194,10 @@ def train_example(parsed, spec: PipelineSpec):
 
 def eval_example(parsed, spec: PipelineSpec):
     encoded = parsed[schema.IMAGE]
-    window = base_window(parsed, tf.io.extract_jpeg_shape(encoded), spec)
-    return to_model_input(decode_window(encoded, window, spec.image_size), spec, training=False), targets(parsed, spec)
+    window = base_window(parsed, stored_shape(parsed), spec)
+    if spec.crop is not None and spec.crop.name == "random_crop":  # evaluate the centre window
+        window = native_window(window, spec.image_size, random=False)
+    return to_model_input(decode(encoded, window, spec), spec, training=False), targets(parsed, spec)
 
 
 # --- datasets ---------------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""Hyperparameter search: spaces as data, bad input before training, a tiny search, kill and resume."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from common.cli import run_main
+from common.errors import UserError
+from training.config import load_config, to_plain
+from training.fit import fit
+from tuning import hyperband
+from tuning.space import apply, check_space, evaluate, load_space
+from tests.conftest import REPO, tiny_config
+
+
+@pytest.fixture
+def tiny_yaml(tiny_shards, tmp_path):
+    config = to_plain(tiny_config(tiny_shards, model={"head": "report004", "trunk_units": [32], "head_units": [16]},
+                                  training={"steps_per_epoch": 2}))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def write_space(tmp_path, text):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_report_spaces_map_onto_configs(tiny_shards):
+    base = tiny_config(tiny_shards)
+    space = load_space("report004")
+    check_space(space, base)
+    values = {"units": 256, "layers": 2, "learning_rate": 0.001, "dropout": 0.3, "l2": 0.001, "optimizer": "sgd_m"}
+    config = apply(base, space.overrides(values))
+    assert config.model.trunk_units == (512, 512) and config.model.head_units == (256,)
+    assert (config.optimizer.name, config.optimizer.momentum, config.optimizer.learning_rate) == ("sgd", 0.9, 0.001)
+    assert (config.model.dropout, config.model.l2) == (0.3, 0.001)
+    other = load_space("report000")
+    check_space(other, base)
+    assert {p.name for p in other.hyperparameters} == {"optimizer", "dropout", "batch_size", "patience", "factor",
+                                                      "weight_decay", "learning_rate"}
+    assert evaluate("[2 * units] * layers", {"units": 64, "layers": 3}) == [128, 128, 128]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hyperparameters: {}", "the search space is empty"),
+    ("hyperparameters: {dropout: {float: [0.5, 0.1], key: model.dropout}}", "min 0.5 is greater than max 0.1"),
+    ("hyperparameters: {dropout: {float: [0.1, 0.5], key: model.dropot}}", "model.dropot: unknown key"),
+    ("hyperparameters: {lr: {choice: [0.1, fast], key: optimizer.learning_rate}}", "all numbers, all strings"),
+    ("hyperparameters: {lr: {choice: [fast, slow], key: optimizer.learning_rate}}",
+     "optimizer.learning_rate: expected a number (received 'fast')"),
+    ("hyperparameters: {units: {int: [8, 16]}}\nderived: {model.trunk_units: '[units] * depth'}",
+     "depth is not a hyperparameter"),
+    ("hyperparameters: {units: {int: [8, 16]}}\nderived: {model.trunk_units: \"__import__('os')\"}",
+     "__import__ is not a hyperparameter"),
+    ("hyperparameters: {units: {int: [8, 16]}}\nderived: {model.trunk_units: '[units.__class__]'}",
+     "is not allowed"),
+    ("hyperparameters: {units: {int: [8, 16]}}", "would change nothing"),
+    ("hyperparameters: {units: {range: [8, 16]}}", "exactly one of choice / int / float"),
+])
+def test_bad_spaces_are_refused_before_training(tiny_shards, tmp_path, text, message):
+    with pytest.raises(UserError) as error:
+        check_space(load_space(write_space(tmp_path, text)), tiny_config(tiny_shards))
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--objective", "val_make_acc"], "does not report 'val_make_acc'; it reports loss, make_loss"),
+    (["--max-epochs", "2", "--factor", "3"], "below the Hyperband minimum for --factor 3"),
+    (["--factor", "1"], "reduction factor of at least 2"),
+    (["--algorithm", "grid"], "unknown algorithm 'grid'"),
+    (["--space", "report005"], "no file 'report005'"),
+])
+def test_bad_options_are_clear_errors(tiny_yaml, tmp_path, capsys, arguments, message):
+    argv = ["--config", str(tiny_yaml), "--out", str(tmp_path / "search")] + arguments
+    assert run_main(hyperband.main, argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "search" / "tuner").exists()  # nothing trained
+
+
+def read_trials(folder):
+    return list(csv.DictReader(open(folder / "trials.csv")))
+
+
+def test_tiny_hyperband_search_to_completion_then_train_the_best(tiny_yaml, tmp_path):
+    out = tmp_path / "search"
+    argv = ["--config", str(tiny_yaml), "--out", str(out), "--max-epochs", "3", "--factor", "3",
+            "--objective", "val_model_accuracy"]
+    assert run_main(hyperband.main, argv) == 0
+    trials = read_trials(out)
+    assert len(trials) == 6 and {t["status"] for t in trials} == {"COMPLETED"}  # 3 + 1 + 2 for 3 epochs, factor 3
+    assert {"units", "layers", "learning_rate", "dropout", "l2", "optimizer", "epochs", "bracket"} <= set(trials[0])
+    assert sorted({t["epochs"] for t in trials}) == ["1", "3"]
+    assert (out / "search.png").stat().st_size > 1000
+    best_text = (out / "best.yaml").read_text()
+    assert best_text.startswith("# best.yaml") and "# Command: python -m training.fit --config" in best_text
+    best = load_config(str(out / "best.yaml"))
+    best_trial = max(trials, key=lambda t: float(t["objective"]))
+    assert best.model.trunk_units == tuple([2 * int(best_trial["units"])] * int(best_trial["layers"]))
+    metrics = fit(best, str(tmp_path / "trained"))  # accepted unchanged
+    assert set(metrics["heads"]) == {"make", "model", "year", "type"}
+    with pytest.raises(UserError, match="holds a search with different settings"):
+        hyperband.search(hyperband.parse_args(argv[:-2] + ["--objective", "val_loss"]))
+
+
+def test_random_search(tiny_yaml, tmp_path):
+    out = tmp_path / "random"
+    argv = ["--config", str(tiny_yaml), "--out", str(out), "--algorithm", "random", "--max-trials", "2",
+            "--max-epochs", "1", "--space", "report000"]
+    assert run_main(hyperband.main, argv) == 0
+    trials = read_trials(out)
+    assert len(trials) == 2 and {t["batch_size"] for t in trials} <= {"32", "64", "128"}
+
+
+@pytest.mark.slow
+def test_killed_search_continues_without_rerunning_completed_trials(tiny_yaml, tmp_path):
+    out = tmp_path / "search"
+    command = [sys.executable, "-m", "tuning.hyperband", "--config", str(tiny_yaml), "--out", str(out),
+               "--max-epochs", "3", "--factor", "3"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+
+    def completed():
+        found = {}
+        for path in (out / "tuner" / "search").glob("trial_*/trial.json"):
+            if json.loads(path.read_text())["status"] == "COMPLETED":
+                found[path.parent.name] = path.stat().st_mtime_ns
+        return found
+
+    deadline = time.time() + 240
+    while process.poll() is None and time.time() < deadline and len(completed()) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = completed()
+    assert 2 <= len(before) < 6, "the search was not interrupted"
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "continuing the search" in resumed.stderr
+    after = completed()
+    assert len(after) == 6 and {name: after[name] for name in before} == before  # not run again
+    assert len(read_trials(out)) == 6
+
+
+def test_only_the_chief_writes_results_in_distributed_mode(monkeypatch):
+    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
+    assert not hyperband.is_worker()  # a single machine writes its own results
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "10.0.0.2")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    assert not hyperband.is_worker()
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner3")
+    assert hyperband.is_worker()

@@ -1,6 +1,7 @@
 """Glue shared by every ``python -m …`` entry point: user errors become one clear line, exit 2."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import Callable, Optional, Sequence
@@ -29,8 +30,42 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+STARTUP_CHATTER = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+                   "Created TensorFlow Lite XNNPACK delegate")
+
+
+@contextlib.contextmanager
+def filtered_stderr(markers=STARTUP_CHATTER):
+    """Capture what C++ code writes to file descriptor 2 and pass it on without lines holding ``markers``.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` hides most C++ logging, but TF 2.21 prints its oneDNN notice before its
+    logging is set up and LiteRT announces its CPU delegate unconditionally; real warnings and
+    errors are passed on unchanged.
+    """
+    import os
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not any(marker in line for marker in markers):
+                    sys.stderr.write(line)
+
+
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter before it is imported (user output stays readable)."""
+    """Silence TensorFlow's start-up chatter (user output stays readable): import it once, filtered."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    with filtered_stderr():
+        import tensorflow  # noqa: F401

@@ -227,6 +227,7 @@ def finish(options: BuildOptions, data: DatasetTable, labels, vocabularies, plan
         created=plan["created"], rejected={"count": len(rejected), "fraction": round(fraction, 6),
                                            "by_reason": summarize_rejects(rejected), "file": manifest_io.REJECTED},
         dropped=dropped, excluded=excluded, conversions=conversions, notes=data.notes,
+        hierarchy=label_ops.hierarchy(labels),
         near_duplicates=near_duplicate_report(parts, plan, options.hamming_threshold))
     print_summary(options, manifest)
     if fraction > options.max_reject_fraction and not options.accept_rejects:

@@ -63,6 +63,30 @@ def drop_rare_classes(data: DatasetTable, min_images: int, head: str = "model") 
     return dataclasses.replace(data, table=reduced), dropped
 
 
+def hierarchy(labels: pd.DataFrame, parent: str = "model", agreement: float = 0.99) -> Dict[str, List[int]]:
+    """For each other head, the class each ``parent`` class belongs to (model → make, type, year).
+
+    Kept only where it is a function of the parent class (at least ``agreement`` of the known rows
+    agree): Stanford's classes fix make, type and year; CompCars' model ids fix make and type but not
+    the year. Parent classes without a known value map to -1.
+    """
+    if parent not in labels:
+        return {}
+    result = {}
+    for head in labels.columns:
+        if head == parent:
+            continue
+        known = labels[(labels[parent] >= 0) & (labels[head] >= 0)]
+        if known.empty:
+            continue
+        modes = known.groupby(parent)[head].agg(lambda values: values.value_counts().index[0])
+        agree = (known[head].to_numpy() == modes.loc[known[parent]].to_numpy()).mean()
+        if agree >= agreement:
+            size = int(labels[parent].max()) + 1
+            result[head] = [int(modes.get(index, -1)) for index in range(size)]
+    return result
+
+
 def class_counts(labels: pd.DataFrame, vocabularies: Dict[str, List[str]]) -> Dict[str, dict]:
     """Per head: images per class id (a list aligned with the vocabulary) and the unknown count."""
     result = {}

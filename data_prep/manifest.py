@@ -38,7 +38,7 @@ def split_entry(parts: List[dict], counts: dict) -> dict:
 
 def build_manifest(*, dataset: str, layout: str, heads: Dict[str, List[str]], splits: Dict[str, dict],
                    options: dict, created: str, rejected: dict, dropped: dict, excluded: int,
-                   near_duplicates: dict, conversions: dict, notes: dict) -> dict:
+                   near_duplicates: dict, conversions: dict, notes: dict, hierarchy: dict) -> dict:
     """Assemble the manifest dictionary (keys documented in the README)."""
     return {
         "format": FORMAT,
@@ -52,6 +52,7 @@ def build_manifest(*, dataset: str, layout: str, heads: Dict[str, List[str]], sp
                      "labels": {head: schema.label_key(head) for head in heads},
                      "unknown_label": -1},
         "heads": {head: vocabulary_entry(names) for head, names in heads.items()},
+        "hierarchy": {"model": hierarchy},  # model class id → id of its make / type / year
         "splits": splits,
         "options": options,
         "rejected": rejected,

@@ -1,2 +1,2 @@
-"""Evaluation, reports, retrieval, prediction and export (``python -m eval.test``). Not built yet:
-issue 5."""
+"""Evaluation and use of trained models: ``eval.test`` (metrics, report), ``eval.compare``,
+``eval.curves``, ``eval.retrieval`` (kNN on embeddings), ``eval.predict`` and ``eval.export``."""

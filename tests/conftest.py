@@ -110,3 +110,18 @@ def tiny_config(shards, **sections):
         else:
             raw[section] = values
     return config_from_dict(raw)
+
+
+EVAL_SIZE = 64  # the tiny shards' images are ≤ 64 px: every pipeline decodes them at full scale
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_shards, tmp_path_factory):
+    """A run folder with model.keras and focal_loss.h5 trained a few steps on the tiny shards."""
+    from training.fit import fit
+
+    run = tmp_path_factory.mktemp("eval_run") / "run"
+    config = tiny_config(tiny_shards, data={"image_size": EVAL_SIZE, "augment": "none"},
+                         training={"epochs": 3, "steps_per_epoch": 6, "model_name": "focal_loss.h5"})
+    fit(config, str(run))
+    return run

@@ -22,12 +22,18 @@ def test_manifest_describes_the_shards(stanford_build):
     assert head_names(manifest, "model") == sorted({c["name"] for c in truth["classes"]}, key=str.casefold)
     for split, entry in manifest["splits"].items():
         for shard in entry["shards"]:
-            assert shard["path"].startswith(f"{split}-") and shard["path"].endswith(f"-of-{len(entry['shards']):05d}.tfrec")
+            total = len(entry["shards"])
+            assert shard["path"].startswith(f"{split}-") and shard["path"].endswith(f"-of-{total:05d}.tfrec")
             assert (out / shard["path"]).stat().st_size == shard["bytes"]
     written = sum(entry["examples"] for entry in manifest["splits"].values())
     assert written == truth["images"] - 3  # zero-byte, truncated and missing are rejected
-    assert manifest["rejected"]["count"] == 3 and manifest["conversions"] == {"grayscale": 1, "CMYK": 1, "format PNG": 1}
+    assert manifest["rejected"]["count"] == 3
+    assert manifest["conversions"] == {"grayscale": 1, "CMYK": 1, "format PNG": 1}
     assert manifest["options"]["split"] == "official" and manifest["created"]
+    makes, models = head_names(manifest, "make"), head_names(manifest, "model")
+    for model_id, make_id in enumerate(manifest["hierarchy"]["model"]["make"]):
+        assert models[model_id].startswith(makes[make_id] + " ")  # model → make recorded for evaluation
+    assert set(manifest["hierarchy"]["model"]) == {"make", "year", "type"}
     assert set(manifest["near_duplicates"]["cross_split_pairs"]) == {"train/val", "train/test", "val/test", "total"}
     assert verify_dataset(str(out)) == []
 

@@ -43,3 +43,13 @@ def test_rare_model_classes_are_dropped_and_reported():
     assert dropped == {"BMW X5": 1, "smart fortwo": 1}
     assert reduced.table["model"].tolist() == ["Audi A4", "Audi A4"]
     assert drop_rare_classes(data, min_images=1) == (data, {})
+
+
+def test_hierarchy_keeps_only_functional_mappings():
+    import pandas as pd
+
+    from data_prep.labels import hierarchy
+
+    labels = pd.DataFrame({"model": [0, 0, 1, 1, 2, 2], "make": [1, 1, 0, 0, 1, 1], "year": [0, 1, 2, 2, 0, 0],
+                           "type": [-1, 2, 3, 3, -1, -1]})
+    assert hierarchy(labels) == {"make": [1, 0, 1], "type": [2, 3, -1]}  # year varies within model 0

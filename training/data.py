@@ -270,18 +270,25 @@ def padding_factor(examples: int, batch: int) -> float:
 
 
 def eval_dataset(files: Sequence[str], spec: PipelineSpec, batch: int, examples: Optional[int] = None,
-                 pad: bool = False) -> tf.data.Dataset:
+                 pad: bool = False, with_ids: bool = False) -> tf.data.Dataset:
     """One pass over a split in a fixed order, no augmentation.
 
     ``examples`` (from the manifest) declares the number of batches, which Keras uses for progress
     and to know the pass is complete rather than "out of data". ``pad`` fills the last batch with
-    zero-weight copies (see :func:`padded`); it needs ``examples``.
+    zero-weight copies (see :func:`padded`); it needs ``examples``. ``with_ids`` adds each record's
+    ``image/id`` as a third element (evaluation reports, retrieval).
     """
     dataset = tf.data.Dataset.from_tensor_slices(list(files))
     dataset = dataset.interleave(read_records, cycle_length=max(1, min(4, len(files))),
                                  num_parallel_calls=AUTOTUNE, deterministic=True)
-    dataset = dataset.map(lambda record: eval_example(parse(record, spec), spec), num_parallel_calls=AUTOTUNE,
-                          deterministic=True)
+    if with_ids:
+        def example(record):
+            parsed = parse(record, spec)
+            return eval_example(parsed, spec) + (parsed[schema.IMAGE_ID],)
+    else:
+        def example(record):
+            return eval_example(parse(record, spec), spec)
+    dataset = dataset.map(example, num_parallel_calls=AUTOTUNE, deterministic=True)
     if pad:
         dataset = padded(dataset, examples, batch)
     dataset = dataset.batch(batch, drop_remainder=pad)

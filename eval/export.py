@@ -1,0 +1,201 @@
+"""``python -m eval.export --model PATH --format savedmodel|tflite [--quantize] [--out PATH]``.
+
+A serving artefact with the preprocessing inside: it takes raw RGB images (uint8, ``[batch, height,
+width, 3]``, any size) under the input name ``images`` and returns one probability vector per head
+(signature ``serving_default``). Resizing, and the normalisation a model trained with
+``data.normalize_in: pipeline`` expects, happen inside. Next to the artefact: ``model_info.json``
+(heads, image size, class names; the SavedModel keeps it in ``assets/``), the run's ``manifest.json``
+and ``config.yaml``. The export is then checked against the Keras model on the same images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+
+from common import fs
+from common.cli import quiet_tensorflow, run_main
+from common.errors import UserError
+
+FORMATS = ("savedmodel", "tflite")
+TOLERANCE = 1e-4  # largest probability difference accepted for an unquantised export
+CHECK_SIZES = ((1, None), (2, (375, 500)))  # (batch, (height, width) or None: the model's own size)
+
+
+def default_out(model_path: str, fmt: str, quantize: bool) -> str:
+    from eval.datasource import parent
+
+    stem = os.path.splitext(os.path.basename(os.path.normpath(model_path)))[0]
+    folder = fs.join(parent(model_path.rstrip("/")), "export")
+    if fmt == "savedmodel":
+        return fs.join(folder, f"{stem}_savedmodel")
+    return fs.join(folder, f"{stem}{'_quantized' if quantize else ''}.tflite")
+
+
+def model_info(predictor, manifest: Optional[dict], quantize: bool = False) -> dict:
+    from eval.datasource import class_names, model_to
+
+    info = {**predictor.info(), "quantized": quantize}
+    if manifest is not None:
+        info["classes"] = class_names(manifest, predictor.heads)
+        info["model_to_make"] = model_to(manifest, "make")
+    return info
+
+
+def write_savedmodel(predictor, target: str, info: dict) -> None:
+    """Write the SavedModel to a temporary folder beside ``target``, then move it into place."""
+    import keras
+    import tensorflow as tf
+
+    from eval.loading import INPUT_NAME, MODEL_INFO, SERVING_KEY, prepare_images
+
+    model, size, pixels = predictor.keras_model, predictor.image_size, predictor.pixels
+
+    def serve(images):
+        return model(prepare_images(images, size, pixels), training=False)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name=SERVING_KEY, fn=serve,
+                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
+    temporary = fs.temporary_name(target)
+    try:
+        archive.write_out(temporary, verbose=False)
+        fs.makedirs(fs.join(temporary, "assets"))
+        fs.write_text_atomic(fs.join(temporary, "assets", MODEL_INFO), json.dumps(info, indent=2, ensure_ascii=False))
+        if fs.exists(target):
+            fs.remove_tree(target)
+        fs.rename(temporary, target)
+    finally:
+        if fs.exists(temporary):
+            fs.remove_tree(temporary)
+
+
+def convert_tflite(savedmodel: str, quantize: bool) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(savedmodel)
+    if quantize:  # dynamic-range quantisation: int8 weights, float activations; no calibration data needed
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def write_tflite(predictor, target: str, info: dict, quantize: bool) -> None:
+    from eval.loading import tflite_info_path
+
+    with tempfile.TemporaryDirectory() as folder:
+        savedmodel = os.path.join(folder, "savedmodel")
+        if predictor.kind == "savedmodel":
+            savedmodel = predictor.path
+        else:
+            write_savedmodel(predictor, savedmodel, info)
+        flatbuffer = convert_tflite(savedmodel, quantize)
+    fs.write_bytes_atomic(target, flatbuffer)
+    fs.write_text_atomic(tflite_info_path(target), json.dumps(info, indent=2, ensure_ascii=False))
+
+
+def copy_run_files(model_path: str, folder: str) -> None:
+    """The run's manifest and config beside the artefact, so that it is self-describing."""
+    from eval.datasource import _model_folders
+    from training.run import copy_atomic
+
+    for name in ("manifest.json", "config.yaml"):
+        source = next((fs.join(f, name) for f in _model_folders(model_path) if fs.exists(fs.join(f, name))), None)
+        if source and os.path.abspath(source) != os.path.abspath(fs.join(folder, name)):
+            copy_atomic(source, fs.join(folder, name))
+
+
+def check_images(image_size: int, seed: int = 0):
+    """Random photos-to-be: one at the model's size and a batch at a camera-like aspect ratio."""
+    rng = np.random.default_rng(seed)
+    for batch, shape in CHECK_SIZES:
+        height, width = shape or (image_size, image_size)
+        yield rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
+
+
+def compare(reference, exported, image_size: int) -> dict:
+    """Largest probability difference and top-1 agreement between two predictors on the same images."""
+    largest, agree, total = 0.0, 0, 0
+    for images in check_images(image_size):
+        expected, actual = reference.predict(images), exported.predict(images)
+        for head in expected:
+            largest = max(largest, float(np.max(np.abs(expected[head] - actual[head]))))
+            agree += int(np.sum(expected[head].argmax(axis=1) == actual[head].argmax(axis=1)))
+            total += len(images)
+    return {"max_abs_difference": largest, "top1_agreement": agree / total}
+
+
+def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = False, check: bool = True) -> dict:
+    from eval.datasource import parent
+    from eval.loading import load_predictor
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format: expected one of {', '.join(FORMATS)} (received {fmt!r})")
+    if quantize and fmt != "tflite":
+        raise UserError("--quantize: only for --format tflite (a SavedModel keeps float weights)")
+    predictor = load_predictor(model)
+    if predictor.kind == "tflite" or (predictor.kind == "savedmodel" and fmt == "savedmodel"):
+        raise UserError(f"--model: {model} is already an exported {predictor.kind}; export from the .keras or .h5 "
+                        "file (a SavedModel export can be converted with --format tflite)")
+    target = out or default_out(model, fmt, quantize)
+    if fmt == "tflite" and not target.endswith(".tflite"):
+        raise UserError(f"--out: a TFLite model is a file ending in .tflite (received {target!r})")
+    manifest = _manifest_or_none(model)
+    info = model_info(predictor, manifest, quantize)
+    fs.makedirs(parent(target))
+    if fmt == "savedmodel":
+        write_savedmodel(predictor, target, info)
+        copy_run_files(model, target)
+    else:
+        write_tflite(predictor, target, info, quantize)
+        copy_run_files(model, parent(target))
+    result = {"path": target, "format": fmt, "quantized": quantize, "bytes": _size(target)}
+    if check:
+        result["check"] = compare(predictor, load_predictor(target), predictor.image_size)
+        limit = None if quantize else TOLERANCE
+        if limit is not None and result["check"]["max_abs_difference"] > limit:
+            raise UserError(f"the export at {target} predicts differently from {model}: largest probability "
+                            f"difference {result['check']['max_abs_difference']:.2e} (allowed {limit:.0e})")
+    return result
+
+
+def _manifest_or_none(model: str) -> Optional[dict]:
+    from eval.datasource import find_data
+
+    try:
+        return find_data(model).manifest
+    except UserError:  # exporting a bare model file still works; class names are then left out
+        return None
+
+
+def _size(path: str) -> int:
+    if not fs.isdir(path):
+        return fs.size(path)
+    return sum(fs.size(fs.join(path, name)) for name in fs.walk_files(path))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    quiet_tensorflow()
+    parser = argparse.ArgumentParser(prog="python -m eval.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help=".keras or .h5 (or, for tflite, an exported SavedModel)")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--quantize", action="store_true", help="TFLite dynamic-range quantisation (int8 weights)")
+    parser.add_argument("--out", help="SavedModel folder or .tflite file (default: export/ beside the model)")
+    parser.add_argument("--no-check", action="store_true", help="skip comparing the export with the Keras model")
+    args = parser.parse_args(argv)
+    result = export(args.model, args.format, args.out, args.quantize, not args.no_check)
+    print(f"exported {result['format']}{' (quantized)' if result['quantized'] else ''}: {result['path']} "
+          f"({result['bytes'] / 1e6:.1f} MB)")
+    if "check" in result:
+        print(f"  check against {args.model}: largest probability difference "
+              f"{result['check']['max_abs_difference']:.2e}, top-1 agreement {result['check']['top1_agreement']:.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

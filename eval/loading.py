@@ -1,0 +1,197 @@
+"""Load any saved model (``.keras``, ``.h5``, SavedModel folder, ``.tflite``) behind one interface.
+
+Every kind takes raw RGB pixels (uint8, ``[N, H, W, 3]``, any size) and returns ``{head:
+probabilities}``: the image is resized to the model's size and, for a model trained with
+``data.normalize_in: pipeline``, normalised, exactly as ``eval.export`` bakes into its artefacts.
+Custom objects are registered by importing the modules that define them, so no
+``custom_objects`` argument is ever needed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Callable, Dict, Optional
+
+import numpy as np
+
+from common import fs
+from common.errors import UserError
+
+SERVING_KEY = "serving_default"
+INPUT_NAME = "images"
+MODEL_INFO = "model_info.json"  # heads and image size of an exported model
+KINDS = ".keras, .h5, .tflite or a SavedModel folder"
+
+
+def register_custom_objects() -> None:
+    """Import the modules whose classes are registered with ``keras.saving``."""
+    import models.layers  # noqa: F401
+    import training.losses  # noqa: F401
+    import training.metrics  # noqa: F401
+    import training.optim  # noqa: F401
+
+
+@dataclasses.dataclass
+class Predictor:
+    """A loaded model: ``predict(uint8 images [N, H, W, 3]) → {head: [N, classes]}``."""
+
+    path: str
+    kind: str  # keras | savedmodel | tflite
+    heads: Dict[str, int]
+    image_size: int
+    predict: Callable[[np.ndarray], Dict[str, np.ndarray]]
+    keras_model: Optional[object] = None
+    pixels: Optional[str] = None  # normalisation applied before the Keras model (None: inside it)
+
+    def info(self) -> dict:
+        return {"heads": self.heads, "image_size": self.image_size, "input": INPUT_NAME,
+                "input_format": "uint8 RGB [batch, height, width, 3], any size (resized inside)"}
+
+
+def prepare_images(images, image_size: int, pixels: Optional[str] = None):
+    """Raw uint8 RGB (any size) → the model's input: resized (bilinear) to ``image_size`` and rounded
+    to whole pixel values, as the training and evaluation pipelines do, then, where the model
+    expects it, normalised. An image already at ``image_size`` passes unchanged."""
+    import tensorflow as tf
+
+    from models.layers import normalise_pixels
+
+    x = tf.round(tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size]))  # TFLite: no uint8 resize
+    return normalise_pixels(x, pixels) if pixels else x
+
+
+def serving_function(model, image_size: int, pixels: Optional[str] = None):
+    """A ``tf.function`` taking raw uint8 images (any batch and size) and returning the model's outputs."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
+    def serve(images):
+        return model(prepare_images(images, image_size, pixels), training=False)
+
+    return serve
+
+
+def _output_heads(model) -> Dict[str, int]:
+    shapes = model.output_shape
+    if isinstance(shapes, dict):
+        return {name: int(shape[-1]) for name, shape in shapes.items()}
+    shapes = shapes if isinstance(shapes, list) else [shapes]
+    return {name: int(shape[-1]) for name, shape in zip(model.output_names, shapes)}
+
+
+def input_pixels(model_path: str) -> Optional[str]:
+    """The normalisation to apply outside the model: the backbone's, for ``normalize_in: pipeline`` runs."""
+    from eval.datasource import training_config
+    from models.backbones import get_backbone
+
+    config = training_config(model_path)
+    if config is None or config.data.normalize_in != "pipeline":
+        return None
+    return get_backbone(config.model.backbone).pixels
+
+
+def _keras(path: str) -> Predictor:
+    import keras
+
+    register_custom_objects()
+    model = keras.models.load_model(path, compile=False)
+    size, pixels = int(model.input_shape[1]), input_pixels(path)
+    serve = serving_function(model, size, pixels)
+
+    def predict(images):
+        return {name: np.asarray(value) for name, value in serve(np.asarray(images, np.uint8)).items()}
+
+    return Predictor(path, "keras", _output_heads(model), size, predict, model, pixels)
+
+
+def _info(path: str) -> dict:
+    if not fs.exists(path):
+        raise UserError(f"--model: {path} is missing: an exported model needs it (heads and image size); "
+                        "export again with python -m eval.export")
+    try:
+        info = json.loads(fs.read_text(path))
+        return {"heads": {str(k): int(v) for k, v in info["heads"].items()}, "image_size": int(info["image_size"])}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UserError(f"--model: {path} is not a model description written by eval.export ({error})") from None
+
+
+def _savedmodel(path: str) -> Predictor:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    if SERVING_KEY not in loaded.signatures:
+        raise UserError(f"--model: {path} has no '{SERVING_KEY}' signature (export it with python -m eval.export)")
+    serve = loaded.signatures[SERVING_KEY]
+    info = _info(fs.join(path, "assets", MODEL_INFO))
+
+    def predict(images):
+        outputs = serve(**{INPUT_NAME: tf.convert_to_tensor(np.asarray(images, np.uint8))})
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    return Predictor(path, "savedmodel", info["heads"], info["image_size"], predict)
+
+
+def tflite_interpreter(path: str, threads: Optional[int] = None):
+    """LiteRT's interpreter (``ai-edge-litert``), or TensorFlow's deprecated copy where it is missing."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - platforms without LiteRT wheels
+        import warnings
+
+        import tensorflow as tf
+
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=path, num_threads=threads or os.cpu_count())
+
+
+def tflite_info_path(path: str) -> str:
+    return os.path.splitext(path)[0] + ".json"
+
+
+def _tflite(path: str, threads: Optional[int] = None) -> Predictor:
+    from common.cli import filtered_stderr
+
+    info = _info(tflite_info_path(path))
+    runner = tflite_interpreter(path, threads).get_signature_runner(SERVING_KEY)
+    with filtered_stderr():  # LiteRT announces its CPU delegate on the first run
+        runner(**{INPUT_NAME: np.zeros((1, info["image_size"], info["image_size"], 3), np.uint8)})
+
+    def predict(images):
+        outputs = runner(**{INPUT_NAME: np.ascontiguousarray(images, np.uint8)})
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    return Predictor(path, "tflite", info["heads"], info["image_size"], predict)
+
+
+def load_predictor(path: str, threads: Optional[int] = None) -> Predictor:
+    """Load ``path`` whatever it is; a clear error for a missing, unknown or damaged model."""
+    if not fs.exists(path):
+        raise UserError(f"--model: {path!r} does not exist (expected {KINDS})")
+    if fs.isdir(path) and not fs.exists(fs.join(path, "saved_model.pb")):
+        raise UserError(f"--model: {path} is a folder but not a SavedModel (no saved_model.pb inside)")
+    if not fs.isdir(path) and not path.endswith((".keras", ".h5", ".tflite")):
+        raise UserError(f"--model: {path!r} has an unknown extension (expected {KINDS})")
+    try:
+        if fs.isdir(path):
+            return _savedmodel(path)
+        if path.endswith(".tflite"):
+            return _tflite(path, threads)
+        return _keras(path)
+    except UserError:
+        raise
+    except Exception as error:  # damaged or foreign files: name the file and the cause, no traceback
+        reason = (str(error).strip().splitlines() or [""])[0][:300]
+        raise UserError(f"--model: cannot load {path} ({type(error).__name__}: {reason})") from None
+
+
+def load_keras_model(path: str):
+    """The Keras model itself (retrieval needs its layers): ``.keras`` or ``.h5`` only."""
+    if not fs.isdir(path) and not path.endswith((".keras", ".h5")) and fs.exists(path):
+        raise UserError(f"--model: {path} is not a Keras model; this command needs the .keras or .h5 file "
+                        "(exported SavedModel and TFLite files keep only the predictions)")
+    predictor = load_predictor(path)
+    if predictor.keras_model is None:
+        raise UserError(f"--model: {path} is a SavedModel export; this command needs the .keras or .h5 file")
+    return predictor

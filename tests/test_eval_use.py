@@ -1,0 +1,208 @@
+"""Retrieval, prediction and export end to end on the tiny trained model, and their bad inputs."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from common.cli import run_main
+from data_prep.manifest import head_names
+from tests.conftest import EVAL_SIZE, read_records
+
+
+def manifest_of(shards):
+    return json.loads((shards / "manifest.json").read_text())
+
+
+def embeddings(model, records):
+    """The 'embedding' layer's output for independently decoded records."""
+    layer = keras.Model(model.inputs, model.get_layer("embedding").output)
+    images = np.stack([np.round(tf.image.resize(tf.io.decode_jpeg(r["image/encoded"], channels=3),
+                                                [EVAL_SIZE, EVAL_SIZE])) for r in records])
+    return layer.predict(images, verbose=0)
+
+
+def test_vote_breaks_ties_like_scikit_learn():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from eval.retrieval import neighbours, vote
+
+    rng = np.random.default_rng(0)
+    gallery, labels = rng.normal(size=(60, 5)), rng.integers(0, 4, 60)
+    queries = rng.normal(size=(40, 5))
+    for k in (1, 2, 4, 13):  # even k: ties happen
+        ours = vote(labels[neighbours(gallery, queries, k, "manhattan")], 4)
+        reference = KNeighborsClassifier(n_neighbors=k, metric="manhattan", algorithm="brute").fit(gallery, labels)
+        np.testing.assert_array_equal(ours, reference.predict(queries))
+
+
+def test_retrieval_matches_scikit_learn_on_the_same_embeddings(trained, tiny_shards, tmp_path):
+    from sklearn.metrics import precision_recall_fscore_support
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from eval.retrieval import retrieve
+
+    metrics = retrieve(str(trained / "model.keras"), ks=(3, 1), out=str(tmp_path / "r"), examples=2)
+    manifest = manifest_of(tiny_shards)
+    model = keras.models.load_model(trained / "model.keras", compile=False)
+    train, test = read_records(tiny_shards, manifest, "train"), read_records(tiny_shards, manifest, "test")
+    normalise = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    gallery, queries = normalise(embeddings(model, train)), normalise(embeddings(model, test))
+    y_train = np.array([r["label/model"] for r in train])
+    y_test = np.array([r["label/model"] for r in test])
+    for row in metrics["by_k"]:
+        knn = KNeighborsClassifier(n_neighbors=row["k"], metric="manhattan", algorithm="brute").fit(gallery, y_train)
+        predicted = knn.predict(queries)
+        assert row["accuracy"] == pytest.approx(np.mean(predicted == y_test), abs=1e-9)
+        p, r, f, _ = precision_recall_fscore_support(y_test, predicted, average="weighted", labels=range(8),
+                                                     zero_division=0)
+        weighted = row["weighted"]
+        assert (weighted["precision"], weighted["recall"], weighted["f1"]) == pytest.approx((p, r, f))
+    assert metrics["retrieval"]["gallery_size"] == len(train) and metrics["retrieval"]["dimensions"] == 512
+    out = tmp_path / "r"
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["heads"]["model"]["accuracy"] == metrics["by_k"][0]["accuracy"]
+    rows = list(csv.DictReader(open(out / "neighbours.csv")))
+    assert len(rows) == len(test) and all(len(row["neighbours"].split()) == 3 for row in rows)
+    assert (out / "figures" / "neighbours.png").stat().st_size > 5000 and "| k |" in (out / "report.md").read_text()
+
+
+def test_retrieval_refuses_exports_unknown_layers_and_bad_options(trained, tmp_path, capsys):
+    from eval import retrieval
+    from eval.export import export
+
+    export(str(trained / "model.keras"), "tflite", str(tmp_path / "m.tflite"), check=False)
+    model = str(trained / "model.keras")
+    cases = [(["--model", str(tmp_path / "m.tflite")], "needs the .keras or .h5"),
+             (["--model", model, "--layer", "nope"], "no layer 'nope'"),
+             (["--model", model, "--k", "0"], "--k"),
+             (["--model", model, "--head", "colour"], "no head 'colour'")]
+    for argv, expected in cases:
+        assert run_main(retrieval.main, argv) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, (argv, err)
+
+
+@pytest.fixture(scope="module")
+def photos(tiny_shards, tmp_path_factory):
+    """Three test images as files (one rotated by EXIF, one PNG), a text file named .jpg, a nested folder."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("photos")
+    records = read_records(tiny_shards, manifest_of(tiny_shards), "test")[:3]
+    (folder / "a.jpg").write_bytes(records[0]["image/encoded"])
+    image = Image.open(io.BytesIO(records[1]["image/encoded"]))
+    (folder / "sub").mkdir()
+    image.save(folder / "sub" / "b.png")
+    rotated = image.transpose(Image.Transpose.ROTATE_270)  # stored sideways, EXIF says "rotate back"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated.save(folder / "c.jpg", exif=exif.tobytes(), quality=100)
+    (folder / "notes.jpg").write_text("not a picture")
+    return folder, records
+
+
+def test_images_are_found_read_upright_and_bad_ones_explained(photos):
+    from eval.images import image_files, load_image
+
+    folder, records = photos
+    files, problems = image_files([str(folder), str(folder / "missing.jpg")])
+    assert [f.split("/")[-1] for f in files] == ["a.jpg", "c.jpg", "notes.jpg", "b.png"]
+    assert [p.reason for p in problems] == ["no such file or folder"]
+    upright = load_image(str(folder / "sub" / "b.png"), EVAL_SIZE)
+    assert load_image(str(folder / "c.jpg"), EVAL_SIZE).shape == upright.shape  # EXIF orientation applied
+    with pytest.raises(ValueError, match="not an image"):
+        load_image(str(folder / "notes.jpg"), EVAL_SIZE)
+
+
+def test_predict_reports_top_k_implied_make_and_skips_unreadable_files(trained, photos, tiny_shards, capsys):
+    from eval import predict
+    from eval.loading import load_predictor
+
+    folder, records = photos
+    code = run_main(predict.main, ["--model", str(trained / "model.keras"), str(folder), "--top-k", "2",
+                                   "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 1  # something was skipped
+    result = json.loads(captured.out)
+    assert [row["file"].split("/")[-1] for row in result["predictions"]] == ["a.jpg", "c.jpg", "b.png"]
+    assert [e["file"].split("/")[-1] for e in result["errors"]] == ["notes.jpg"]
+    assert "skipped" in captured.err and "notes.jpg: not an image" in captured.err
+    manifest = manifest_of(tiny_shards)
+    first = result["predictions"][0]
+    assert all(len(first[head]) == 2 for head in manifest["heads"])
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(records[0]["image/encoded"])).convert("RGB"))  # as eval.images reads
+    probs = load_predictor(str(trained / "model.keras")).predict(pixels[None])
+    for head in manifest["heads"]:
+        order = np.argsort(-probs[head][0])
+        assert [c["class"] for c in first[head]] == [head_names(manifest, head)[i] for i in order[:2]]
+        assert first[head][0]["probability"] == pytest.approx(float(probs[head][0][order[0]]), abs=1e-6)
+    mapping = manifest["hierarchy"]["model"]["make"]
+    totals = np.bincount(mapping, weights=probs["model"][0], minlength=4)
+    assert first["make_from_model"] == {"class": head_names(manifest, "make")[int(totals.argmax())],
+                                        "probability": pytest.approx(float(totals.max()), abs=1e-6)}
+
+
+def test_predict_table_csv_and_nothing_readable(trained, photos, capsys):
+    from eval import predict
+
+    folder, _ = photos
+    model = str(trained / "model.keras")
+    assert run_main(predict.main, ["--model", model, str(folder / "a.jpg"), "--format", "csv", "--top-k", "1"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 1 and {"make_1", "make_1_probability", "model_1", "make_from_model"} <= set(rows[0])
+    assert run_main(predict.main, ["--model", model, str(folder / "a.jpg")]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].endswith("a.jpg") and "make_from_model" in table
+    assert run_main(predict.main, ["--model", model, str(folder / "notes.jpg")]) == 2
+    assert "no image could be predicted" in capsys.readouterr().err
+    assert run_main(predict.main, ["--model", model, str(folder), "--top-k", "0"]) == 2
+    assert "--top-k" in capsys.readouterr().err
+
+
+def test_export_cli_and_its_refusals(trained, tmp_path, capsys):
+    from eval import export
+
+    model = str(trained / "model.keras")
+    out = tmp_path / "sm"
+    assert run_main(export.main, ["--model", model, "--format", "savedmodel", "--out", str(out)]) == 0
+    assert "top-1 agreement 100%" in capsys.readouterr().out
+    assert run_main(export.main, ["--model", str(out), "--format", "tflite", "--out", str(tmp_path / "x.tflite")]) == 0
+    assert (tmp_path / "x.json").is_file()
+    capsys.readouterr()
+    cases = [(["--model", model, "--format", "savedmodel", "--quantize"], "only for --format tflite"),
+             (["--model", model, "--format", "tflite", "--out", str(tmp_path / "x.bin")], "ending in .tflite"),
+             (["--model", str(out), "--format", "savedmodel"], "already an exported savedmodel"),
+             (["--model", str(tmp_path / "nope.keras"), "--format", "tflite"], "does not exist")]
+    for argv, expected in cases:
+        assert run_main(export.main, argv) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name) == []  # nothing half-written
+
+
+def test_pipeline_normalised_models_are_normalised_by_the_predictor(tiny_shards, tmp_path):
+    from eval.export import export
+    from eval.loading import load_predictor
+    from training.fit import fit
+    from tests.conftest import tiny_config
+
+    config = tiny_config(tiny_shards, data={"image_size": 32, "normalize_in": "pipeline", "augment": "none"},
+                         training={"epochs": 1, "steps_per_epoch": 1})
+    fit(config, str(tmp_path / "run"))
+    predictor = load_predictor(str(tmp_path / "run" / "model.keras"))
+    assert predictor.pixels == "unit"  # the custom CNN's normalisation, applied outside the model
+    images = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    model = keras.models.load_model(tmp_path / "run" / "model.keras", compile=False)
+    expected = model.predict(images.astype("float32") / 255.0, verbose=0)
+    outputs = predictor.predict(images)
+    for head in expected:
+        np.testing.assert_allclose(outputs[head], expected[head], atol=1e-6)
+    lite = export(str(tmp_path / "run" / "model.keras"), "tflite", str(tmp_path / "m.tflite"))
+    assert lite["check"]["max_abs_difference"] < 1e-4

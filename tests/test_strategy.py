@@ -30,6 +30,31 @@ def test_a_tpu_hint_without_a_tpu_falls_back(monkeypatch):
     assert choice.kind == "cpu" and "TPU initialisation failed" in choice.reason
 
 
+def test_a_tpu_is_initialised_once_per_process(monkeypatch):
+    """A notebook shows the accelerator, then trains and tunes: initialising again would wipe the TPU."""
+    import tensorflow as tf
+
+    from training import strategy as module
+
+    calls = []
+
+    class Resolver:
+        def __init__(self, tpu=None):
+            calls.append(("resolve", tpu))
+
+        def master(self):
+            return "grpc://10.0.0.2:8470"
+
+    monkeypatch.setattr(module, "_CONNECTED", {})
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver", Resolver)
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", lambda resolver: calls.append("connect"))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system", lambda resolver: calls.append("initialise"))
+    monkeypatch.setattr(tf.distribute, "TPUStrategy", lambda resolver: "the TPU strategy")
+    first = module.connect_tpu()
+    assert first == ("the TPU strategy", "TPU grpc://10.0.0.2:8470")
+    assert module.connect_tpu() is first and calls == [("resolve", None), "connect", "initialise"]
+
+
 @pytest.mark.parametrize("name, message", [("gpu", "TensorFlow sees no GPU"), ("tpu", "no TPU could be initialised"),
                                            ("mirrored", "needs at least two devices"),
                                            ("tpus", "did you mean 'tpu'")])

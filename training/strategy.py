@@ -44,8 +44,16 @@ def tpu_hints() -> List[str]:
     return hints
 
 
+_CONNECTED: dict = {}  # address → (strategy, description): a TPU is initialised once per process
+
+
 def connect_tpu(address: str = ""):
-    """Resolve, connect and initialise a TPU; return ``(strategy, description)`` or raise."""
+    """Resolve, connect and initialise a TPU; return ``(strategy, description)`` or raise.
+
+    Initialising wipes the TPU's memory, so a process (a notebook that first shows the accelerator,
+    then trains and tunes) connects once and reuses the strategy."""
+    if address in _CONNECTED:
+        return _CONNECTED[address]
     errors = []
     for candidate in ([address] if address else [None, "local"]):
         try:
@@ -54,7 +62,8 @@ def connect_tpu(address: str = ""):
                 tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
             strategy = tf.distribute.TPUStrategy(resolver)
-            return strategy, f"TPU {candidate or resolver.master() or 'found by discovery'}"
+            _CONNECTED[address] = strategy, f"TPU {candidate or resolver.master() or 'found by discovery'}"
+            return _CONNECTED[address]
         except Exception as error:  # every failure mode of TPU discovery: try the next candidate
             errors.append(f"{candidate or 'discovery'}: {type(error).__name__}: {str(error).splitlines()[0][:160]}")
     raise RuntimeError("; ".join(errors))

@@ -1,0 +1,173 @@
+"""What the Colab and Kaggle notebooks call: one function per step, so that no pipeline logic lives
+in a notebook cell. Every step is the package's own (``data_prep``, ``training``, ``tuning``,
+``eval``); these functions only chain them, print what happened and show figures inline.
+
+Re-running a step continues it: shard building reuses finished shards, training resumes after the
+last completed epoch, a search continues with its completed trials.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from common import fs
+from common.errors import UserError
+
+PLATFORMS = ("colab", "kaggle", "local")
+
+
+def platform() -> str:
+    """``colab``, ``kaggle`` or ``local`` (from the variables those runtimes set)."""
+    if os.environ.get("COLAB_RELEASE_TAG") or os.environ.get("COLAB_GPU") is not None or "google.colab" in sys.modules:
+        return "colab"
+    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") or os.environ.get("KAGGLE_URL_BASE"):
+        return "kaggle"
+    return "local"
+
+
+def project_root(start: Optional[str] = None) -> str:
+    """The checkout holding this package (a folder with ``training/fit.py``), searched upwards."""
+    folder = os.path.abspath(start or os.getcwd())
+    while True:
+        if os.path.exists(os.path.join(folder, "training", "fit.py")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            raise UserError(f"no checkout of the project above {start or os.getcwd()} "
+                            "(looked for training/fit.py); clone it and set PROJECT_DIR")
+        folder = parent
+
+
+def describe_accelerator(strategy: str = "auto", tpu: str = ""):
+    """Choose the strategy training will use and print what was found; returns the choice."""
+    from common.cli import quiet_tensorflow
+
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    from training.strategy import choose_strategy, tpu_hints
+
+    choice = choose_strategy(strategy, tpu)
+    devices = tf.config.list_logical_devices(choice.kind.upper()) if choice.kind in ("tpu", "gpu") else []
+    print(f"platform: {platform()}; TensorFlow {tf.__version__}")
+    print(f"accelerator: {choice.kind}, {choice.replicas} replica(s) — {choice.reason}")
+    if devices:
+        print("devices: " + ", ".join(device.name for device in devices))
+    if choice.kind == "cpu" and tpu_hints():
+        print("TPU signs were found but no TPU could be used: is tensorflow-tpu installed (see the install cell)?")
+    return choice
+
+
+def synthetic_photos(work: str, makes: int = 4, models_per_make: int = 3, images_per_model: int = 14) -> str:
+    """A small synthetic dataset in Stanford Cars' devkit layout under ``work`` (kept when present);
+    returns its folder, to build shards from like the real one. For the notebooks' smoke mode."""
+    from data_prep.synthetic import GROUND_TRUTH, generate
+
+    if not fs.exists(fs.join(work, GROUND_TRUTH)):
+        generate("stanford_cars", work, "devkit", makes=makes, models_per_make=models_per_make,
+                 images_per_model=images_per_model, seed=0, bad_files=False, size=(160, 120))
+    return work
+
+
+def prepare_shards(dataset: str, source: str, shards: str, **options) -> dict:
+    """Build (or reuse, or finish) the shards of ``dataset`` read from ``source``; prints a summary and
+    returns the manifest. ``options`` are :class:`data_prep.options.BuildOptions` fields
+    (``split``, ``max_side``, ``min_images``, ``crop``, …)."""
+    import dataclasses
+
+    from data_prep.build import build_dataset
+    from data_prep.options import BuildOptions
+
+    known = {field.name for field in dataclasses.fields(BuildOptions)} - {"dataset", "root", "out"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UserError(f"prepare_shards: unknown option(s) {', '.join(unknown)}; expected some of "
+                        f"{', '.join(sorted(known))}")
+    manifest = build_dataset(BuildOptions(dataset=dataset, root=source, out=shards, **options))
+    summarise_manifest(manifest, shards)
+    return manifest
+
+
+def summarise_manifest(manifest: dict, shards: str) -> None:
+    splits = ", ".join(f"{name} {entry['examples']:,}" for name, entry in manifest["splits"].items())
+    heads = ", ".join(f"{name} {entry['num_classes']}" for name, entry in manifest["heads"].items())
+    print(f"shards: {shards}\n  images: {splits}\n  classes: {heads}")
+
+
+def train(config: str, shards: str, run_dir: str, overrides: Sequence[str] = ()) -> dict:
+    """``python -m training.fit --config CONFIG --set data.shards=SHARDS --out RUN_DIR`` in-process.
+    Re-running the cell after a disconnect resumes after the last completed epoch."""
+    from common.cli import setup_logging
+    from training.config import load_config
+    from training.fit import fit
+
+    setup_logging()
+    settings = [f"data.shards={shards}", "data.prepare=null"] + list(overrides)
+    return fit(load_config(config, settings), run_dir)
+
+
+def tune(config: str, shards: str, out: str, space: str = "report004", max_epochs: int = 10, factor: int = 3,
+         objective: str = "val_loss", overrides: Sequence[str] = ()) -> str:
+    """``python -m tuning.hyperband`` in-process; returns the path of ``best.yaml``. Re-running continues."""
+    from tuning.hyperband import main
+
+    argv = ["--config", config, "--space", space, "--max-epochs", str(max_epochs), "--factor", str(factor),
+            "--objective", objective, "--out", out]
+    for setting in [f"data.shards={shards}", "data.prepare=null"] + list(overrides):
+        argv += ["--set", setting]
+    main(argv)
+    return fs.join(out, "best.yaml")
+
+
+def evaluate(model: str, show: bool = True, **options) -> dict:
+    """``python -m eval.test`` in-process (``options``: data, split, out, tta, batch_size); shows the
+    report's tables and figures inline."""
+    from eval.report import print_summary
+    from eval.test import default_out, evaluate as run_evaluation
+
+    metrics = run_evaluation(model, **options)
+    out = options.get("out") or default_out(model, options.get("split", "test"), options.get("tta", False))
+    print_summary(metrics["title"], metrics, out)
+    if show:
+        show_report(out)
+    return metrics
+
+
+def report_figures(folder: str, heads: Optional[Sequence[str]] = None) -> List[str]:
+    """The figures of a report folder (confusion and reliability per head), in the report's order."""
+    figures = fs.join(folder, "figures")
+    if not fs.isdir(figures):
+        raise UserError(f"{folder} has no figures/ folder; is it a report of eval.test?")
+    names = sorted(fs.listdir(figures))
+    if heads:
+        names = [name for name in names if any(name.endswith(f"_{head}.png") for head in heads)]
+    return [fs.join(figures, name) for name in names if name.endswith(".png")]
+
+
+def show_images(paths: Sequence[str], width: int = 480) -> None:
+    """Display PNGs inline (a plain listing outside IPython)."""
+    try:
+        from IPython.display import Image, display
+    except ImportError:
+        for path in paths:
+            print(path)
+        return
+    for path in paths:
+        display(Image(data=fs.read_bytes(path), width=width))
+
+
+def show_report(folder: str, heads: Optional[Sequence[str]] = None) -> Dict[str, list]:
+    """The report's figures inline; returns them by kind."""
+    paths = report_figures(folder, heads)
+    show_images(paths)
+    return {kind: [path for path in paths if f"{kind}_" in path] for kind in ("confusion", "reliability")}
+
+
+def show_curves(run_dir: str) -> List[str]:
+    """Redraw and show a run's training curves (``eval.curves``)."""
+    from eval.curves import draw
+
+    paths = draw([run_dir])
+    show_images(paths)
+    return paths

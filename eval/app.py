@@ -1,0 +1,215 @@
+"""``python -m eval.app --model PATH [--min-confidence 0.5] [--host 127.0.0.1] [--port 7860] [--share]``.
+
+A listing-form web demo (Gradio): a seller uploads one or more photos of a car and gets the form's
+fields — make, model, year, body type — filled in, each with its top-3 alternatives and their
+confidence. Several photos of the same car are combined by averaging their probabilities. A field
+whose best guess is below ``--min-confidence`` is left empty and the page says so, with the
+alternatives to choose from, instead of pretending.
+
+Gradio is an optional extra: ``pip install -r requirements-app.txt``. Everything but the page
+itself (reading photos, combining, deciding what to fill) lives in :class:`FormFiller`, which has
+no Gradio dependency.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from common.cli import quiet_tensorflow, run_main
+from common.errors import UserError
+
+# the listing form's fields, in order: (head, label)
+FIELDS = (("make", "Make"), ("model", "Model"), ("year", "Year"), ("type", "Body type"))
+TITLE = "Sell your car: upload photos, get the listing form filled in"
+
+
+@dataclasses.dataclass
+class Field:
+    head: str
+    label: str
+    value: str  # "" when not confident enough
+    confidence: float
+    alternatives: List[dict]  # top-k: {"class", "probability"}
+
+    @property
+    def confident(self) -> bool:
+        return bool(self.value)
+
+
+@dataclasses.dataclass
+class Form:
+    fields: List[Field]
+    photos: int  # photos used
+    problems: List[str]  # "name: reason" for photos that could not be read
+    notes: List[str]  # low-confidence fields, disagreements between heads
+
+    def status(self) -> str:
+        """The page's message in Markdown."""
+        if not self.fields and not self.problems:
+            return "**Upload one or more photos of the car**, then press *Fill in the form*."
+        if not self.fields:
+            lines = ["**No photo could be read.** Upload JPEG, PNG, WebP, BMP, GIF or TIFF photos of the car."]
+        else:
+            used = "1 photo" if self.photos == 1 else f"{self.photos} photos combined"
+            lines = [f"Filled from {used}." + ("" if self.notes else " All fields are confident.")]
+            lines += [f"- {note}" for note in self.notes]
+        if self.problems:
+            lines.append("Skipped (could not be read):")
+            lines += [f"- {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+class FormFiller:
+    """Photos in, a filled :class:`Form` out; no Gradio here."""
+
+    def __init__(self, recogniser, min_confidence: float = 0.5, top_k: int = 3):
+        if not 0.0 <= min_confidence <= 1.0:
+            raise UserError(f"--min-confidence: expected a probability between 0 and 1 (received {min_confidence})")
+        if top_k < 1:
+            raise UserError(f"--top-k: expected 1 or more (received {top_k})")
+        self.recogniser = recogniser
+        self.min_confidence = min_confidence
+        self.top_k = top_k
+        self.fields = [(head, label) for head, label in FIELDS if head in recogniser.heads]
+        if not self.fields:
+            raise UserError(f"the model has none of the listing form's heads {[h for h, _ in FIELDS]} "
+                            f"(it has {list(recogniser.heads)})")
+
+    def read(self, paths: Sequence[str]):
+        """``(images, problems)`` for the uploaded files, in order."""
+        from eval.images import load_image
+
+        images, problems = [], []
+        for path in paths:
+            try:
+                images.append(load_image(path, self.recogniser.predictor.image_size))
+            except ValueError as error:
+                problems.append(f"{os.path.basename(path)}: {error}")
+        return images, problems
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+        """Per head the mean of the photos' probability vectors (several views of one car)."""
+        per_head: Dict[str, List[np.ndarray]] = {head: [] for head in self.recogniser.heads}
+        groups: Dict[tuple, List[np.ndarray]] = {}
+        for image in images:
+            groups.setdefault(image.shape, []).append(image)
+        for group in groups.values():
+            probs = self.recogniser.predictor.predict(np.stack(group))
+            for head in per_head:
+                per_head[head].append(np.asarray(probs[head], dtype=np.float64))
+        return {head: np.concatenate(parts).mean(axis=0) for head, parts in per_head.items()}
+
+    def form(self, probs: Dict[str, np.ndarray], photos: int, problems: List[str]) -> Form:
+        from eval.predict import implied_make, top_k
+
+        fields, notes = [], []
+        for head, label in self.fields:
+            alternatives = top_k(probs[head], self.recogniser.names[head], self.top_k)
+            best = alternatives[0]
+            confident = best["probability"] >= self.min_confidence
+            fields.append(Field(head, label, best["class"] if confident else "", best["probability"], alternatives))
+            if not confident:
+                guesses = ", ".join(f"{item['class']} ({item['probability']:.0%})" for item in alternatives)
+                notes.append(f"**{label}: not sure** — best guess below {self.min_confidence:.0%}; "
+                             f"please choose: {guesses}.")
+        if self.recogniser.mapping is not None and "make" in probs:
+            implied = implied_make(probs["model"], self.recogniser.mapping, self.recogniser.names["make"])
+            make = fields[0] if fields and fields[0].head == "make" else None
+            if implied and make and make.alternatives[0]["class"] != implied["class"]:
+                notes.append(f"The make and model heads disagree: make {make.alternatives[0]['class']}, "
+                             f"while the model guess implies {implied['class']} ({implied['probability']:.0%}).")
+        return Form(fields, photos, problems, notes)
+
+    def fill(self, paths: Sequence[str]) -> Form:
+        paths = [path for path in (paths or []) if path]
+        if not paths:
+            return Form([], 0, [], [])
+        images, problems = self.read(paths)
+        if not images:
+            return Form([], 0, problems, [])
+        return self.form(self.probabilities(images), len(images), problems)
+
+
+def gradio():
+    """Import Gradio, or say how to get it."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio
+    except ImportError:
+        raise UserError("the web demo needs Gradio, an optional extra: pip install -r requirements-app.txt") from None
+    return gradio
+
+
+def outputs_of(form: Form, fields: Sequence[tuple]) -> list:
+    """The page's output values: one text box and one label per field, then the status."""
+    by_head = {field.head: field for field in form.fields}
+    values, labels = [], []
+    for head, _ in fields:
+        field = by_head.get(head)
+        values.append(field.value if field else "")
+        labels.append({item["class"]: item["probability"] for item in field.alternatives} if field else None)
+    return values + labels + [form.status()]
+
+
+def build_app(filler: FormFiller):
+    """The Gradio page; its fill function is also exposed to API clients as ``/fill``."""
+    gr = gradio()
+    with gr.Blocks(title="Car listing form") as app:
+        gr.Markdown(f"# {TITLE}\nOne or more photos of the same car; the more views, the better the guess.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                photos = gr.File(label="Photos of the car", file_count="multiple", file_types=["image"],
+                                 type="filepath", elem_id="photos")
+                button = gr.Button("Fill in the form", variant="primary", elem_id="fill")
+                status = gr.Markdown(elem_id="status")
+            with gr.Column(scale=2):
+                boxes, labels = [], []
+                for head, label in filler.fields:
+                    with gr.Row(equal_height=True):
+                        boxes.append(gr.Textbox(label=label, interactive=True, elem_id=f"field-{head}", scale=1,
+                                                placeholder="not sure: choose from the alternatives"))
+                        labels.append(gr.Label(label=f"{label}: top {filler.top_k}", num_top_classes=filler.top_k,
+                                               show_heading=False, elem_id=f"alternatives-{head}", scale=1))
+
+        def fill(paths):
+            return outputs_of(filler.fill(paths), filler.fields)
+
+        button.click(fill, inputs=photos, outputs=boxes + labels + [status], api_name="fill")
+    return app
+
+
+def parse_args(argv: Optional[Sequence[str]]):
+    parser = argparse.ArgumentParser(prog="python -m eval.app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help=".keras, .h5, .tflite or SavedModel folder")
+    parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")
+    parser.add_argument("--min-confidence", type=float, default=0.5,
+                        help="below this a field is left empty and the page says so (default 0.5)")
+    parser.add_argument("--top-k", type=int, default=3, help="alternatives shown per field")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="a public gradio.live link (Colab, Kaggle)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    quiet_tensorflow()
+    args = parse_args(argv)
+    gradio()  # fail early, before loading the model, when the extra is missing
+    from eval.predict import Recogniser
+
+    filler = FormFiller(Recogniser(args.model, args.data), args.min_confidence, args.top_k)
+    app = build_app(filler)
+    try:
+        app.launch(server_name=args.host, server_port=args.port, share=args.share)
+    except OSError as error:  # the port is taken
+        raise UserError(f"cannot serve on {args.host}:{args.port} ({error}); choose another --port") from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

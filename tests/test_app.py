@@ -1,0 +1,177 @@
+"""The listing-form web demo: the form logic on a fake model, the Gradio app through its client API,
+and the page in headless Chromium (Debian's chromium + chromium-driver, via Selenium)."""
+import socket
+
+import numpy as np
+import pytest
+
+from common.cli import run_main
+from common.errors import UserError
+
+
+class FakePredictor:
+    """Dark photos look like make 0 / model 0, bright ones like make 1 / model 2."""
+
+    image_size = 32
+
+    def predict(self, images):
+        bright = np.asarray(images, dtype=np.float32).mean(axis=(1, 2, 3)) > 127
+        make = np.where(bright[:, None], [0.3, 0.7], [0.9, 0.1])
+        model = np.where(bright[:, None], [0.2, 0.1, 0.7], [0.5, 0.3, 0.2])
+        year = np.tile([0.55, 0.45], (len(images), 1))
+        return {"make": make, "model": model, "year": year}
+
+
+class FakeRecogniser:
+    heads = {"make": 2, "model": 3, "year": 2}
+    names = {"make": ["BMW", "Ram"], "model": ["BMW X1", "BMW X3", "Ram C/V"], "year": ["2011", "2012"]}
+    mapping = [0, 0, 1]
+    predictor = FakePredictor()
+
+
+def photo(path, value):
+    from PIL import Image
+
+    Image.new("RGB", (48, 40), (value, value, value)).save(path)
+    return str(path)
+
+
+def test_form_combines_photos_and_says_when_it_is_not_sure(tmp_path):
+    from eval.app import FormFiller
+
+    dark, bright = photo(tmp_path / "dark.jpg", 20), photo(tmp_path / "bright.png", 240)
+    filler = FormFiller(FakeRecogniser(), min_confidence=0.5, top_k=2)
+    assert [head for head, _ in filler.fields] == ["make", "model", "year"]  # no type head: no type field
+
+    one = filler.fill([dark])
+    make, model, year = one.fields
+    assert (make.value, make.confidence) == ("BMW", pytest.approx(0.9))
+    assert model.value == "BMW X1" and year.value == "2011"
+    assert [item["class"] for item in model.alternatives] == ["BMW X1", "BMW X3"]
+    assert one.photos == 1 and one.notes == [] and "All fields are confident" in one.status()
+
+    both = filler.fill([dark, bright])  # the mean of the two photos' probabilities
+    make, model, year = both.fields
+    assert make.value == "BMW" and make.confidence == pytest.approx(0.6)
+    assert model.value == "" and model.confidence == pytest.approx(0.45)  # Ram C/V: 0.2 and 0.7 → below 0.5
+    assert [(item["class"], item["probability"]) for item in model.alternatives] == [
+        ("Ram C/V", pytest.approx(0.45)), ("BMW X1", pytest.approx(0.35))]
+    status = both.status()
+    assert "2 photos combined" in status and "**Model: not sure**" in status and "Ram C/V (45%)" in status
+
+    bright_only = filler.fill([bright])  # make head says Ram (0.7); the model head's guess implies Ram too
+    assert bright_only.fields[0].value == "Ram" and not any("disagree" in note for note in bright_only.notes)
+
+
+def test_form_notes_disagreeing_heads_and_unreadable_photos(tmp_path):
+    from eval.app import FormFiller
+
+    class Disagreeing(FakeRecogniser):
+        mapping = [1, 1, 0]  # the model classes belong to the other make
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    form = FormFiller(Disagreeing(), min_confidence=0.0).fill([photo(tmp_path / "a.jpg", 20), str(broken)])
+    assert form.photos == 1 and form.fields[0].value == "BMW"
+    assert any("disagree" in note and "implies Ram" in note for note in form.notes)
+    assert form.problems == ["broken.jpg: not an image (expected JPEG, PNG, BMP, GIF, WebP or TIFF)"]
+    assert "Skipped (could not be read)" in form.status()
+
+    nothing = FormFiller(FakeRecogniser()).fill([str(broken)])
+    assert nothing.fields == [] and "No photo could be read" in nothing.status()
+    assert "Upload one or more photos" in FormFiller(FakeRecogniser()).fill([]).status()
+
+
+def test_form_options_and_missing_extra_are_clear_errors(trained, monkeypatch, capsys):
+    import sys
+
+    from eval import app
+
+    with pytest.raises(UserError, match="--min-confidence: expected a probability between 0 and 1"):
+        app.FormFiller(FakeRecogniser(), min_confidence=1.5)
+    with pytest.raises(UserError, match="--top-k: expected 1 or more"):
+        app.FormFiller(FakeRecogniser(), top_k=0)
+
+    class NoFields(FakeRecogniser):
+        heads = {"colour": 3}
+
+    with pytest.raises(UserError, match="none of the listing form's heads"):
+        app.FormFiller(NoFields())
+    assert run_main(app.main, ["--model", str(trained / "missing.keras")]) == 2
+    assert "missing.keras" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the optional extra were not installed
+    assert run_main(app.main, ["--model", str(trained / "model.keras")]) == 2
+    assert "pip install -r requirements-app.txt" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(trained):
+    """The app on localhost (threshold 0: every field filled), and a photo of one class."""
+    pytest.importorskip("gradio")
+    from eval.app import FormFiller, build_app
+    from eval.predict import Recogniser
+
+    filler = FormFiller(Recogniser(str(trained / "model.keras")), min_confidence=0.0)
+    app = build_app(filler)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", filler
+    finally:
+        app.close()
+
+
+@pytest.fixture(scope="module")
+def car_photos(stanford_tree):
+    """Two photos of the same car model from the synthetic tree."""
+    root, truth = stanford_tree
+    bad = set(truth["bad_files"].values())
+    files = sorted(path for path, label in truth["class_of"].items() if label == 3 and path not in bad)
+    return [str(root / path) for path in files[:2]]
+
+
+def test_app_fills_the_form_through_its_client_api(served, car_photos):
+    from gradio_client import Client, handle_file
+
+    url, filler = served
+    expected = filler.fill(car_photos)
+    client = Client(url, verbose=False)
+    result = client.predict([handle_file(path) for path in car_photos], api_name="/fill")
+    fields = len(filler.fields)
+    assert len(result) == 2 * fields + 1
+    values, labels, status = result[:fields], result[fields:2 * fields], result[-1]
+    assert list(values) == [field.value for field in expected.fields]
+    assert all(values)  # threshold 0: every field is filled
+    for label, field in zip(labels, expected.fields):
+        assert label["label"] == field.alternatives[0]["class"]
+        got = [(item["label"], item["confidence"]) for item in label["confidences"]]
+        assert got == [(item["class"], pytest.approx(item["probability"], abs=1e-6)) for item in field.alternatives]
+    assert "2 photos combined" in status
+
+
+def test_page_in_headless_chromium_uploads_a_photo_and_reads_the_fields(served, car_photos, tmp_path):
+    pytest.importorskip("selenium")
+    from common.browser import chromium_paths, fill_form, open_page
+
+    if chromium_paths() is None:
+        pytest.skip("headless Chromium needs Debian's chromium and chromium-driver")
+    url, filler = served
+    expected = filler.fill(car_photos)
+    driver = open_page(url)
+    try:
+        page = fill_form(driver, car_photos, [head for head, _ in filler.fields])
+        for field in expected.fields:
+            assert page[field.head] == field.value and field.value
+            alternatives = page[f"alternatives-{field.head}"]
+            assert all(item["class"] in alternatives for item in field.alternatives)
+        assert page["status"].startswith("Filled from 2 photos combined")
+        assert driver.save_screenshot(str(tmp_path / "page.png"))
+        assert (tmp_path / "page.png").stat().st_size > 10_000
+    finally:
+        driver.quit()

@@ -55,8 +55,23 @@ def smoke_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("notebook_smoke")
 
 
+KERNEL = "cars-test-python"
+
+
+@pytest.fixture
+def this_python(tmp_path, monkeypatch):
+    """A kernel spec running this interpreter (a machine's own "python3" spec may point elsewhere)."""
+    folder = tmp_path / "jupyter" / "kernels" / KERNEL
+    folder.mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python (tests)", "language": "python"}
+    (folder / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return KERNEL
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_end_to_end_in_smoke_mode(name, smoke_dir, monkeypatch):
+def test_notebook_runs_end_to_end_in_smoke_mode(name, smoke_dir, this_python, monkeypatch):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     from nbclient import NotebookClient
@@ -65,7 +80,7 @@ def test_notebook_runs_end_to_end_in_smoke_mode(name, smoke_dir, monkeypatch):
     monkeypatch.setenv("CARS_SMOKE_DIR", str(smoke_dir))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     book = smoke(name, smoke_dir)
-    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": FOLDER}}).execute()
+    NotebookClient(book, timeout=300, kernel_name=this_python, resources={"metadata": {"path": FOLDER}}).execute()
     outputs = {index: "".join(out.get("text", "") for out in cell.get("outputs", []) if out.output_type == "stream")
                for index, cell in enumerate(book.cells) if cell.cell_type == "code"}
     printed = "\n".join(outputs.values())

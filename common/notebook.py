@@ -17,6 +17,25 @@ from common.errors import UserError
 PLATFORMS = ("colab", "kaggle", "local")
 
 
+def _short_user_errors() -> None:
+    """In IPython, show a :class:`UserError` as one ``error: …`` line instead of a traceback (the
+    cell still fails, so *Run all* stops there)."""
+    try:
+        shell = get_ipython()  # noqa: F821  (defined inside IPython only)
+    except NameError:
+        return
+
+    def handler(shell, kind, value, tb, tb_offset=None):
+        message = f"error: {value}"
+        print(message, file=sys.stderr)
+        return [message]
+
+    shell.set_custom_exc((UserError,), handler)
+
+
+_short_user_errors()
+
+
 def platform() -> str:
     """``colab``, ``kaggle`` or ``local`` (from the variables those runtimes set)."""
     if os.environ.get("COLAB_RELEASE_TAG") or os.environ.get("COLAB_GPU") is not None or "google.colab" in sys.modules:

@@ -118,3 +118,22 @@ def test_notebook_helpers_detect_the_platform_and_explain_mistakes(tmp_path, mon
         nb.prepare_shards("stanford_cars", str(tmp_path), str(tmp_path / "shards"), max_sides=320)
     with pytest.raises(UserError, match="no figures/ folder"):
         nb.report_figures(str(tmp_path))
+
+
+def test_a_users_mistake_in_a_notebook_is_one_line_and_stops_the_run(this_python):
+    pytest.importorskip("nbclient")
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom common import notebook as nb"),
+        nbformat.v4.new_code_cell("nb.prepare_shards('stanford_cars', '/nowhere', '/nowhere/shards', max_sides=320)"),
+        nbformat.v4.new_code_cell("print('not reached')"),
+    ])
+    with pytest.raises(CellExecutionError):
+        NotebookClient(book, timeout=120, kernel_name=this_python).execute()
+    outputs = book.cells[1].outputs
+    assert len(outputs) == 1 and outputs[0]["name"] == "stderr"
+    assert outputs[0]["text"].startswith("error: prepare_shards: unknown option(s) max_sides; expected some of")
+    assert "Traceback" not in str(outputs) and book.cells[2].outputs == []

@@ -48,8 +48,9 @@ def fill_form(driver, photos: Sequence[str], heads: Sequence[str], timeout: floa
     upload.send_keys("\n".join(os.path.abspath(path) for path in photos))
     stems = [os.path.splitext(os.path.basename(path))[0] for path in photos]  # listed once uploaded
     wait.until(lambda page: all(stem in page.find_element(By.ID, "photos").text for stem in stems))
+    before = driver.find_element(By.ID, "status").text
     driver.find_element(By.ID, "fill").click()
-    wait.until(lambda page: page.find_element(By.ID, "status").text.strip())
+    wait.until(lambda page: page.find_element(By.ID, "status").text.strip() not in ("", before.strip()))
     result = {"status": driver.find_element(By.ID, "status").text}
     for head in heads:
         box = driver.find_element(By.CSS_SELECTOR, f"#field-{head} textarea, #field-{head} input")

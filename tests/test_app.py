@@ -175,3 +175,16 @@ def test_page_in_headless_chromium_uploads_a_photo_and_reads_the_fields(served, 
         assert (tmp_path / "page.png").stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_a_taken_port_is_a_clear_error(trained, capsys):
+    pytest.importorskip("gradio")
+    from eval import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run_main(app.main, ["--model", str(trained / "model.keras"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot serve on 127.0.0.1:{port}" in err and "choose another --port" in err

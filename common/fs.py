@@ -12,6 +12,8 @@ import shutil
 import uuid
 from typing import Iterator, List
 
+from common.errors import UserError
+
 TMP_MARK = ".tmp-"
 
 
@@ -152,3 +154,25 @@ def remove_temporaries(folder: str) -> int:
             remove(join(folder, name))
             removed += 1
     return removed
+
+
+def ensure_writable_folder(folder: str, flag: str) -> None:
+    """Create ``folder`` if needed and prove a file can be written there, before any long work.
+
+    A regular file in the way, a read-only or impossible path ends in one :class:`UserError` naming
+    ``flag`` (e.g. ``--out``) instead of an ``OSError`` hours later.
+    """
+    blocking = folder
+    while not is_remote(blocking) and not os.path.exists(blocking) and os.path.dirname(blocking) != blocking:
+        blocking = os.path.dirname(blocking)  # the nearest part of the path that exists
+    if exists(blocking) and not isdir(blocking):
+        raise UserError(f"{flag}: {blocking} is a file, not a folder")
+    try:
+        makedirs(folder)
+        probe = temporary_name(join(folder, ".write-test"))
+        with open_file(probe, "wb") as handle:
+            handle.write(b"")
+        remove(probe)
+    except Exception as error:  # OSError locally; TensorFlow's errors for gs:// and other schemes
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0][:200] or type(error).__name__
+        raise UserError(f"{flag}: cannot write to {folder} ({reason}); choose a folder you can write to") from None

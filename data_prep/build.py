@@ -23,6 +23,7 @@ import pandas as pd
 from common import fs
 from common.cli import quiet_tensorflow, run_main, setup_logging
 from common.errors import UserError
+from common.lock import folder_lock
 from data_prep import dedup, labels as label_ops, manifest as manifest_io
 from data_prep.images import ImageTask, Processed
 from data_prep.options import BuildOptions, parse_fractions
@@ -35,6 +36,7 @@ from data_prep.table import BBOX_COLUMNS, DatasetTable, concat_rejects, make_rej
 LOG = logging.getLogger("data_prep.build")
 SPLITS = ("train", "val", "test")
 PLAN = ".build/plan.json"
+LOCK = ".lock"  # not ".build…": ram:// treats names as prefixes
 
 
 class TooManyRejects(UserError):
@@ -59,7 +61,7 @@ def output_state(options: BuildOptions) -> str:
                                 "re-run with the same options, choose another --out, or pass --overwrite")
             return state
     if fs.isdir(out):
-        others = [name for name in fs.listdir(out) if name != ".build" and fs.TMP_MARK not in name]
+        others = [name for name in fs.listdir(out) if name not in (".build", LOCK) and fs.TMP_MARK not in name]
         if others:
             raise UserError(f"--out {out} is not empty and holds no build; choose an empty or new "
                             "folder (or pass --overwrite to replace a previous build there)")
@@ -242,8 +244,16 @@ def finish(options: BuildOptions, data: DatasetTable, labels, vocabularies, plan
 
 
 def build_dataset(options: BuildOptions) -> dict:
-    """Build (or finish, or confirm) the dataset described by ``options``; return the manifest."""
+    """Build (or finish, or confirm) the dataset described by ``options``; return the manifest.
+
+    ``--out`` is checked for writing and locked first: a second build on the same folder is refused."""
     options = options.resolved()
+    fs.ensure_writable_folder(options.out, "--out")
+    with folder_lock(options.out, "build", LOCK):
+        return _build(options)
+
+
+def _build(options: BuildOptions) -> dict:
     state = output_state(options)
     if state == "done":
         LOG.info("%s already holds this build; nothing to do", options.out)

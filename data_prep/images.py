@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple, Union
 from common import fs
 
 PASSTHROUGH_FORMATS = ("JPEG", "MPO")  # MPO: camera JPEGs with an extra picture; TF decodes them
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits per pixel
 HASH_DECODE_SIDE = 128
 
 
@@ -58,10 +59,19 @@ Result = Union[Processed, Rejected]
 
 
 def open_image(data: bytes):
-    """PIL image from bytes (lazy: only the header is read here)."""
+    """PIL image from bytes (lazy: only the header is read here).
+
+    Pillow's decompression-bomb *warning* (above about 89 megapixels) is silenced: dataset images
+    are decoded at a reduced scale where possible, and what cannot be decoded is rejected with its
+    reason; beyond twice that size Pillow raises an error, which becomes such a reason.
+    """
+    import warnings
+
     from PIL import Image
 
-    return Image.open(io.BytesIO(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
 
 
 def perceptual_hash(image) -> str:
@@ -72,6 +82,8 @@ def perceptual_hash(image) -> str:
     """
     import imagehash
 
+    if image.mode in WIDE_MODES:
+        image = to_eight_bit(image)
     factor = max(1, min(image.size) // HASH_DECODE_SIDE)
     small = (image.reduce(factor) if factor > 1 else image).convert("L")
     small.thumbnail((HASH_DECODE_SIDE, HASH_DECODE_SIDE))
@@ -118,11 +130,32 @@ def conversion_reason(image) -> Optional[str]:
     return None
 
 
-def to_rgb(image):
-    """RGB copy of any PIL mode; transparency is composited on white."""
+def to_eight_bit(image):
+    """A 16- or 32-bit grayscale image (PNG, TIFF; Pillow modes ``I;16``, ``I``, ``F``) as 8-bit ``L``.
+
+    Values are scaled from the 16-bit range (a plain ``convert`` clips them at 255: a white picture);
+    32-bit images whose values stay within 0…255 are taken as they are.
+    """
+    import numpy as np
     from PIL import Image
 
-    if image.mode in ("RGBA", "LA", "P"):
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or values.max(initial=0.0) > 255:
+        values = values * (255.0 / 65535.0)
+    return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
+
+
+def to_rgb(image):
+    """RGB copy of any PIL mode: 16-bit pictures scaled to 8 bits, transparency composited on white.
+
+    The one conversion used when building shards and when predicting (``eval.images``), so a photo
+    looks the same to the model in training and in use.
+    """
+    from PIL import Image
+
+    if image.mode in WIDE_MODES:
+        image = to_eight_bit(image)
+    if image.mode in ("RGBA", "LA", "P", "PA", "RGBa", "La") or "transparency" in image.info:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, image).convert("RGB")
@@ -178,8 +211,8 @@ def _reencode(image, box, region, scale: float, reason, want_hash: bool, options
         image.draft(image.mode, (max(1, int(width * scale) + 1), max(1, int(height * scale) + 1)))
     image.load()
     factor = image.size[0] / width
-    phash = perceptual_hash(image) if want_hash else None
     image = to_rgb(image)
+    phash = perceptual_hash(image) if want_hash else None
     left, top, right, bottom = region or (0, 0, width, height)
     if region:
         image = image.crop(tuple(int(round(v * factor)) for v in region))

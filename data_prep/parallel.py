@@ -13,6 +13,9 @@ import concurrent.futures
 import contextlib
 import functools
 import multiprocessing
+import os
+import threading
+import time
 from typing import Callable, Iterable, Iterator, List, TypeVar
 
 Item = TypeVar("Item")
@@ -28,13 +31,29 @@ class InlinePool:
         return future
 
 
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Worker initializer: leave as soon as the parent process is gone.
+
+    A parent killed with SIGKILL cannot stop its pool; orphaned workers (and the resource tracker
+    they keep open) would otherwise wait on their queue for minutes.
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 @contextlib.contextmanager
 def worker_pool(workers: int):
-    """``workers`` spawned processes (stopped on exit, also on errors and Ctrl-C)."""
+    """``workers`` spawned processes (stopped on exit, also on errors and Ctrl-C; they exit by
+    themselves when this process is killed)."""
     if workers <= 1:
         yield InlinePool()
         return
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=exit_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     finally:

@@ -53,7 +53,8 @@ def serialize_example(encoded: bytes, height: int, width: int, image_id: str,
     }
     for head, value in labels.items():
         feature[label_key(head)] = ints(value)
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: the feature map in a fixed order, so identical builds write identical bytes
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def feature_spec(heads: Sequence[str]) -> Dict[str, object]:

@@ -114,11 +114,20 @@ def names_from_folders(image_root: str) -> Tuple[List[str], str]:
     return folders, "class folder names"
 
 
-def split_records(base: str, image_root: str, split: str, class_names: List[str]) -> Tuple[List[dict], str]:
-    """Records for one split: from ``anno_<split>.csv`` when present, else from the folder contents."""
+def folder_images(base: str, prefix: str, folders: Dict[int, str]) -> List[str]:
+    """Relative paths of the image files in a split's class folders."""
+    return sorted(posixpath.join(prefix, folder, name) for folder in folders.values()
+                  for name in fs.listdir(fs.join(base, prefix, folder)) if name.lower().endswith(IMAGE_SUFFIXES))
+
+
+def split_records(base: str, image_root: str, split: str,
+                  class_names: List[str]) -> Tuple[List[dict], str, List[dict]]:
+    """Records for one split: from ``anno_<split>.csv`` when present, else from the folder contents;
+    plus the rejections of images in the class folders that the CSV does not list (their box is
+    unknown and their label only implied by the folder: reported, never dropped silently)."""
     split_dir = fs.join(image_root, split)
     if not fs.isdir(split_dir):
-        return [], "missing"
+        return [], "missing", []
     folders = class_folders(split_dir, class_names)
     prefix = posixpath.join(relative(base, image_root), split).lstrip("/")
     csv_path = first_existing(base, (f"anno_{split}.csv", f"car_data/anno_{split}.csv"), fs.exists)
@@ -127,13 +136,15 @@ def split_records(base: str, image_root: str, split: str, class_names: List[str]
         for record in records:
             folder = folders.get(record["class"], folder_for(class_names, record["class"]))
             record["image_path"] = posixpath.join(prefix, folder, record["fname"])
-        return records, "annotated"
-    records = []
-    for class_id, folder in sorted(folders.items()):
-        for name in fs.listdir(fs.join(split_dir, folder)):
-            if name.lower().endswith(IMAGE_SUFFIXES):
-                records.append({"image_path": posixpath.join(prefix, folder, name), "class": class_id})
-    return records, "unknown"
+        listed = {record["image_path"] for record in records}
+        unlisted = [{"image_id": path, "stage": "read", "reason": f"not in {posixpath.basename(csv_path)}: an "
+                     "image in a class folder that the annotations do not list"}
+                    for path in folder_images(base, prefix, folders) if path not in listed]
+        return records, "annotated", unlisted
+    by_folder = {folder: class_id for class_id, folder in folders.items()}
+    records = [{"image_path": path, "class": by_folder[posixpath.basename(posixpath.dirname(path))]}
+               for path in folder_images(base, prefix, folders)]
+    return records, "unknown", []
 
 
 def folder_for(class_names: List[str], class_id: int) -> str:
@@ -149,13 +160,13 @@ def read_class_folders(base: str, options: ReadOptions) -> DatasetTable:
     class_names, source = (read_names_csv(names_path), "names.csv") if names_path else names_from_folders(image_root)
     rows, rejects, boxes = [], [], {}
     for split in SPLITS:
-        records, boxes[split] = split_records(base, image_root, split, class_names)
+        records, boxes[split], unlisted = split_records(base, image_root, split, class_names)
         present = set()
         for folder in {posixpath.dirname(record["image_path"]) for record in records}:
             present |= listed_files(base, folder)
         split_rows, split_rejects = class_rows(records, split, class_names, present)
         rows += split_rows
-        rejects += split_rejects
+        rejects += split_rejects + unlisted
     notes = {"bbox": "annotated" if "unknown" not in boxes.values() else "unknown",
              "class_names": source}
     return finish("kaggle", base, rows, rejects, notes)

@@ -18,7 +18,7 @@ OUT = "docs/app_screenshot.png"
 
 def main() -> int:
     from common.browser import fill_form, open_page
-    from eval.app import FormFiller, build_app
+    from eval.app import FormFiller, build_app, launch
     from eval.predict import Recogniser
 
     truth = json.load(open(os.path.join(PHOTOS, "SYNTHETIC.json")))
@@ -29,7 +29,7 @@ def main() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    launch(app, filler.limits, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     driver = open_page(f"http://127.0.0.1:{port}/", 1280, 900)
     try:
         page = fill_form(driver, [os.path.join(PHOTOS, path) for path in same_car], [h for h, _ in filler.fields])

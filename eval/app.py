@@ -28,6 +28,18 @@ FIELDS = (("make", "Make"), ("model", "Model"), ("year", "Year"), ("type", "Body
 TITLE = "Sell your car: upload photos, get the listing form filled in"
 
 
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one request may cost: a public page must stay up when someone uploads a 13000 × 13000
+    PNG (507 MB decoded), a 150 MB file or thirty photos at once."""
+
+    max_photos: int = 12  # photos used per request; the rest are listed as skipped
+    max_megabytes: float = 20.0  # per file; Gradio refuses larger uploads before they reach us
+    max_megapixels: float = 40.0  # decoded size per photo (JPEGs are decoded at a reduced scale first)
+    concurrency: int = 2  # requests predicted at the same time
+    queue_size: int = 16  # requests waiting; more are refused with "queue is full"
+
+
 @dataclasses.dataclass
 class Field:
     head: str
@@ -47,6 +59,7 @@ class Form:
     photos: int  # photos used
     problems: List[str]  # "name: reason" for photos that could not be read
     notes: List[str]  # low-confidence fields, disagreements between heads
+    limited: str = ""  # what a limit left out (too many photos)
 
     def status(self) -> str:
         """The page's message in Markdown."""
@@ -58,6 +71,8 @@ class Form:
             used = "1 photo" if self.photos == 1 else f"{self.photos} photos combined"
             lines = [f"Filled from {used}." + ("" if self.notes else " All fields are confident.")]
             lines += [f"- {note}" for note in self.notes]
+        if self.limited:
+            lines.append(self.limited)
         if self.problems:
             lines.append("Skipped (could not be read):")
             lines += [f"- {problem}" for problem in self.problems]
@@ -67,27 +82,35 @@ class Form:
 class FormFiller:
     """Photos in, a filled :class:`Form` out; no Gradio here."""
 
-    def __init__(self, recogniser, min_confidence: float = 0.5, top_k: int = 3):
+    def __init__(self, recogniser, min_confidence: float = 0.5, top_k: int = 3, limits: Limits = Limits()):
         if not 0.0 <= min_confidence <= 1.0:
             raise UserError(f"--min-confidence: expected a probability between 0 and 1 (received {min_confidence})")
         if top_k < 1:
             raise UserError(f"--top-k: expected 1 or more (received {top_k})")
+        for name, value in dataclasses.asdict(limits).items():
+            if value <= 0:
+                raise UserError(f"--{name.replace('_', '-')}: expected a positive number (received {value})")
         self.recogniser = recogniser
         self.min_confidence = min_confidence
         self.top_k = top_k
+        self.limits = limits
         self.fields = [(head, label) for head, label in FIELDS if head in recogniser.heads]
         if not self.fields:
             raise UserError(f"the model has none of the listing form's heads {[h for h, _ in FIELDS]} "
                             f"(it has {list(recogniser.heads)})")
 
     def read(self, paths: Sequence[str]):
-        """``(images, problems)`` for the uploaded files, in order."""
+        """``(images, problems)`` for the uploaded files, in order; files over the size limit and
+        pictures over the pixel limit are problems, never decoded."""
         from eval.images import load_image
 
         images, problems = [], []
         for path in paths:
+            megabytes = os.path.getsize(path) / 1e6 if os.path.exists(path) else 0.0
             try:
-                images.append(load_image(path, self.recogniser.predictor.image_size))
+                if megabytes > self.limits.max_megabytes:
+                    raise ValueError(f"too large ({megabytes:.1f} MB; the limit is {self.limits.max_megabytes:g} MB)")
+                images.append(load_image(path, self.recogniser.predictor.image_size, self.limits.max_megapixels))
             except ValueError as error:
                 problems.append(f"{os.path.basename(path)}: {error}")
         return images, problems
@@ -129,10 +152,17 @@ class FormFiller:
         paths = [path for path in (paths or []) if path]
         if not paths:
             return Form([], 0, [], [])
+        limited = ""
+        if len(paths) > self.limits.max_photos:
+            limited = (f"Only the first {self.limits.max_photos} of {len(paths)} photos were used "
+                       f"(at most {self.limits.max_photos} per request).")
+            paths = paths[:self.limits.max_photos]
         images, problems = self.read(paths)
         if not images:
-            return Form([], 0, problems, [])
-        return self.form(self.probabilities(images), len(images), problems)
+            return Form([], 0, problems, [], limited)
+        form = self.form(self.probabilities(images), len(images), problems)
+        form.limited = limited
+        return form
 
 
 def gradio():
@@ -163,8 +193,10 @@ def build_app(filler: FormFiller):
         gr.Markdown(f"# {TITLE}\nOne or more photos of the same car; the more views, the better the guess.")
         with gr.Row():
             with gr.Column(scale=1):
-                photos = gr.File(label="Photos of the car", file_count="multiple", file_types=["image"],
-                                 type="filepath", elem_id="photos")
+                # no file_types: Gradio would refuse the whole request for one PDF; FormFiller lists
+                # what is not a photo as skipped and uses the rest
+                photos = gr.File(label=f"Photos of the car (up to {filler.limits.max_photos})",
+                                 file_count="multiple", type="filepath", elem_id="photos")
                 button = gr.Button("Fill in the form", variant="primary", elem_id="fill")
                 status = gr.Markdown(elem_id="status")
             with gr.Column(scale=2):
@@ -180,7 +212,16 @@ def build_app(filler: FormFiller):
             return outputs_of(filler.fill(paths), filler.fields)
 
         button.click(fill, inputs=photos, outputs=boxes + labels + [status], api_name="fill")
-    return app
+    return app.queue(default_concurrency_limit=filler.limits.concurrency, max_size=filler.limits.queue_size)
+
+
+def launch(app, limits: Limits, host: str = "127.0.0.1", port: int = 7860, share: bool = False, **options):
+    """Serve the page; uploads over ``limits.max_megabytes`` are refused by Gradio with a message."""
+    try:
+        return app.launch(server_name=host, server_port=port, share=share,
+                          max_file_size=f"{limits.max_megabytes:g}mb", **options)
+    except OSError as error:  # the port is taken
+        raise UserError(f"cannot serve on {host}:{port} ({error}); choose another --port") from None
 
 
 def parse_args(argv: Optional[Sequence[str]]):
@@ -193,6 +234,13 @@ def parse_args(argv: Optional[Sequence[str]]):
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="a public gradio.live link (Colab, Kaggle)")
+    defaults = Limits()
+    parser.add_argument("--max-photos", type=int, default=defaults.max_photos, help="photos used per request")
+    parser.add_argument("--max-megabytes", type=float, default=defaults.max_megabytes, help="per uploaded file")
+    parser.add_argument("--max-megapixels", type=float, default=defaults.max_megapixels,
+                        help="decoded size per photo (JPEGs are decoded at a reduced scale first)")
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="requests served at once")
+    parser.add_argument("--queue-size", type=int, default=defaults.queue_size, help="requests allowed to wait")
     return parser.parse_args(argv)
 
 
@@ -202,12 +250,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     gradio()  # fail early, before loading the model, when the extra is missing
     from eval.predict import Recogniser
 
-    filler = FormFiller(Recogniser(args.model, args.data), args.min_confidence, args.top_k)
-    app = build_app(filler)
-    try:
-        app.launch(server_name=args.host, server_port=args.port, share=args.share)
-    except OSError as error:  # the port is taken
-        raise UserError(f"cannot serve on {args.host}:{args.port} ({error}); choose another --port") from None
+    limits = Limits(args.max_photos, args.max_megabytes, args.max_megapixels, args.concurrency, args.queue_size)
+    filler = FormFiller(Recogniser(args.model, args.data), args.min_confidence, args.top_k, limits)
+    launch(build_app(filler), limits, args.host, args.port, args.share)
     return 0
 
 

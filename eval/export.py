@@ -68,12 +68,73 @@ def write_savedmodel(predictor, target: str, info: dict) -> None:
         archive.write_out(temporary, verbose=False)
         fs.makedirs(fs.join(temporary, "assets"))
         fs.write_text_atomic(fs.join(temporary, "assets", MODEL_INFO), json.dumps(info, indent=2, ensure_ascii=False))
-        if fs.exists(target):
-            fs.remove_tree(target)
-        fs.rename(temporary, target)
+        replace_folder(temporary, target)
     finally:
         if fs.exists(temporary):
             fs.remove_tree(temporary)
+
+
+def replace_folder(new: str, target: str) -> None:
+    """Move ``new`` to ``target``; a previous export there is moved aside first and deleted last, so
+    ``target`` is never missing or half-written (``check_target`` made sure it is one of ours)."""
+    old = fs.temporary_name(target) if fs.exists(target) else None
+    if old:
+        fs.rename(target, old)
+    fs.rename(new, target)
+    if old:
+        fs.remove_tree(old)
+
+
+def is_savedmodel_export(folder: str) -> bool:
+    from eval.loading import MODEL_INFO
+
+    return fs.exists(fs.join(folder, "saved_model.pb")) and fs.exists(fs.join(folder, "assets", MODEL_INFO))
+
+
+def is_tflite(path: str) -> bool:
+    """A TFLite flatbuffer carries the identifier ``TFL3`` at bytes 4–8."""
+    with fs.open_file(path, "rb") as handle:
+        return handle.read(8)[4:8] == b"TFL3"
+
+
+def is_model_info(path: str) -> bool:
+    try:
+        return {"heads", "image_size"} <= set(json.loads(fs.read_text(path)))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return False
+
+
+def check_target(model_path: str, target: str, fmt: str) -> None:
+    """Before any work: ``--out`` must be writable and must not hold anything this command did not
+    write (an export never deletes or overwrites a user's files, a run folder or a dataset's manifest)."""
+    from eval.datasource import parent
+    from eval.loading import tflite_info_path
+
+    if fmt == "savedmodel":
+        if fs.exists(target) and not fs.isdir(target):
+            raise UserError(f"--out: {target} is a file; a SavedModel export is a folder")
+        if fs.isdir(target) and fs.listdir(target) and not is_savedmodel_export(target):
+            shown = ", ".join(fs.listdir(target)[:4]) + (", …" if len(fs.listdir(target)) > 4 else "")
+            raise UserError(f"--out: {target} is not empty and not an export of eval.export (it holds {shown}); "
+                            "choose a new or empty folder (nothing was changed)")
+        fs.ensure_writable_folder(parent(target), "--out")
+        return
+    if fs.isdir(target):
+        raise UserError(f"--out: {target} is a folder; a TFLite export is a file ending in .tflite")
+    folder = parent(target)
+    fs.ensure_writable_folder(folder, "--out")
+    if fs.exists(target) and not is_tflite(target):
+        raise UserError(f"--out: {target} exists and is not a TFLite model; choose another file name")
+    sidecar = tflite_info_path(target)
+    if fs.exists(sidecar) and not is_model_info(sidecar):
+        raise UserError(f"--out: {sidecar} (where the model description goes) exists and was not written by "
+                        "eval.export; choose another file name")
+    for name in RUN_FILES:
+        source, existing = run_file(model_path, name), fs.join(folder, name)
+        if source and fs.exists(existing) and os.path.abspath(source) != os.path.abspath(existing) \
+                and fs.read_bytes(source) != fs.read_bytes(existing):
+            raise UserError(f"--out: {folder} holds another {name} (not the one of {model_path}); export into "
+                            "another folder")
 
 
 def convert_tflite(savedmodel: str, quantize: bool) -> bytes:
@@ -99,13 +160,22 @@ def write_tflite(predictor, target: str, info: dict, quantize: bool) -> None:
     fs.write_text_atomic(tflite_info_path(target), json.dumps(info, indent=2, ensure_ascii=False))
 
 
+RUN_FILES = ("manifest.json", "config.yaml")
+
+
+def run_file(model_path: str, name: str) -> Optional[str]:
+    """The run's ``name`` (manifest or config) next to the model or one folder up, if any."""
+    from eval.datasource import _model_folders
+
+    return next((fs.join(f, name) for f in _model_folders(model_path) if fs.exists(fs.join(f, name))), None)
+
+
 def copy_run_files(model_path: str, folder: str) -> None:
     """The run's manifest and config beside the artefact, so that it is self-describing."""
-    from eval.datasource import _model_folders
     from training.run import copy_atomic
 
-    for name in ("manifest.json", "config.yaml"):
-        source = next((fs.join(f, name) for f in _model_folders(model_path) if fs.exists(fs.join(f, name))), None)
+    for name in RUN_FILES:
+        source = run_file(model_path, name)
         if source and os.path.abspath(source) != os.path.abspath(fs.join(folder, name)):
             copy_atomic(source, fs.join(folder, name))
 
@@ -138,16 +208,18 @@ def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = Fal
         raise UserError(f"--format: expected one of {', '.join(FORMATS)} (received {fmt!r})")
     if quantize and fmt != "tflite":
         raise UserError("--quantize: only for --format tflite (a SavedModel keeps float weights)")
+    target = out or default_out(model, fmt, quantize)
+    if fmt == "tflite" and not target.endswith(".tflite"):
+        raise UserError(f"--out: a TFLite model is a file ending in .tflite (received {target!r})")
+    if not fs.exists(model):
+        raise UserError(f"--model: {model!r} does not exist")
+    check_target(model, target, fmt)
     predictor = load_predictor(model)
     if predictor.kind == "tflite" or (predictor.kind == "savedmodel" and fmt == "savedmodel"):
         raise UserError(f"--model: {model} is already an exported {predictor.kind}; export from the .keras or .h5 "
                         "file (a SavedModel export can be converted with --format tflite)")
-    target = out or default_out(model, fmt, quantize)
-    if fmt == "tflite" and not target.endswith(".tflite"):
-        raise UserError(f"--out: a TFLite model is a file ending in .tflite (received {target!r})")
     manifest = _manifest_or_none(model)
     info = model_info(predictor, manifest, quantize)
-    fs.makedirs(parent(target))
     if fmt == "savedmodel":
         write_savedmodel(predictor, target, info)
         copy_run_files(model, target)

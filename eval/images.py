@@ -14,6 +14,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from common import fs
+from data_prep.images import to_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -40,8 +41,22 @@ def image_files(inputs: Sequence[str]) -> Tuple[List[str], List[Problem]]:
     return files, problems
 
 
-def load_image(path: str, size: int) -> np.ndarray:
-    """uint8 RGB ``[H, W, 3]``, upright; raises ``ValueError`` with a readable reason."""
+class TooLarge(ValueError):
+    """A picture that would decode to more pixels than allowed."""
+
+
+MAX_MEGAPIXELS = 100.0  # pixels decoded per photo (after a JPEG's reduced-scale decode), in millions
+
+
+def load_image(path: str, size: int, max_megapixels: float = MAX_MEGAPIXELS) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]``, upright; raises ``ValueError`` with a readable reason.
+
+    A JPEG is decoded at the coarsest DCT scale that keeps ``size`` pixels; a picture that would
+    still decode to more than ``max_megapixels`` (a 13000 × 13000 PNG is 169) is refused from its
+    header, before any memory is spent on it.
+    """
+    import warnings
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -49,12 +64,23 @@ def load_image(path: str, size: int) -> np.ndarray:
     except OSError as error:
         raise ValueError(f"cannot read the file ({error.strerror or error})") from None
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+            image = Image.open(io.BytesIO(data))
+        with image:
             if image.format == "JPEG":
                 image.draft("RGB", (size, size))
+            width, height = image.size
+            if width * height > max_megapixels * 1e6:
+                raise TooLarge(f"too large to decode: {width} × {height} pixels ({width * height / 1e6:.0f} "
+                                 f"megapixels; the limit is {max_megapixels:g})")
             upright = ImageOps.exif_transpose(image)
-            return np.asarray(upright.convert("RGB"), dtype=np.uint8)
+            return np.asarray(to_rgb(upright), dtype=np.uint8)
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"too large to decode ({error})") from None
     except UnidentifiedImageError:
         raise ValueError("not an image (expected JPEG, PNG, BMP, GIF, WebP or TIFF)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except TooLarge:
+        raise
+    except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"damaged or unsupported image ({error})") from None

@@ -165,14 +165,56 @@ def _tflite(path: str, threads: Optional[int] = None) -> Predictor:
     return Predictor(path, "tflite", info["heads"], info["image_size"], predict)
 
 
+def finite_outputs(path: str, predict: Callable[[np.ndarray], Dict[str, np.ndarray]]):
+    """``predict`` that refuses outputs which are not numbers (a model whose training diverged)."""
+    def checked(images):
+        outputs = predict(images)
+        broken = sorted(head for head, value in outputs.items() if not np.all(np.isfinite(value)))
+        if broken:
+            raise UserError(f"--model: {path} gives outputs that are not numbers (NaN or infinite) for "
+                            f"{', '.join(broken)}: its weights are broken, typically because its training "
+                            "diverged (see the run's history.csv); retrain it, e.g. with a lower learning rate")
+        return outputs
+
+    return checked
+
+
 def load_predictor(path: str, threads: Optional[int] = None) -> Predictor:
-    """Load ``path`` whatever it is; a clear error for a missing, unknown or damaged model."""
+    """Load ``path`` whatever it is; a clear error for a missing, unknown or damaged model, and for a
+    model whose outputs are not numbers (checked on a blank image now, and on every batch)."""
+    predictor = _load(path, threads)
+    predictor.predict = finite_outputs(path, predictor.predict)
+    predictor.predict(np.zeros((1, predictor.image_size, predictor.image_size, 3), np.uint8))
+    return predictor
+
+
+def check_complete(path: str) -> None:
+    """A model file that is cut short or not what its name says gets a clear message (Keras would
+    report a truncated ``.keras`` archive as "File not found")."""
+    import io
+    import zipfile
+
+    head = fs.read_bytes(path) if path.endswith(".keras") else fs.open_file(path, "rb").read(8)
+    complete = {".keras": lambda: zipfile.is_zipfile(io.BytesIO(head)),
+                ".h5": lambda: head.startswith(b"\x89HDF\r\n\x1a\n"),
+                ".tflite": lambda: head[4:8] == b"TFL3"}
+    kind = os.path.splitext(path)[1]
+    if kind in complete and not complete[kind]():
+        what = {".keras": " (not a .keras zip archive)", ".h5": " (not an HDF5 file)",
+                ".tflite": " (not a TFLite flatbuffer)"}[kind]
+        raise UserError(f"--model: {path} is damaged or incomplete{what}; was it copied or downloaded in full? "
+                        "Use the run's model.keras, or export again")
+
+
+def _load(path: str, threads: Optional[int] = None) -> Predictor:
     if not fs.exists(path):
         raise UserError(f"--model: {path!r} does not exist (expected {KINDS})")
     if fs.isdir(path) and not fs.exists(fs.join(path, "saved_model.pb")):
         raise UserError(f"--model: {path} is a folder but not a SavedModel (no saved_model.pb inside)")
     if not fs.isdir(path) and not path.endswith((".keras", ".h5", ".tflite")):
         raise UserError(f"--model: {path!r} has an unknown extension (expected {KINDS})")
+    if not fs.isdir(path):
+        check_complete(path)
     try:
         if fs.isdir(path):
             return _savedmodel(path)
@@ -183,6 +225,9 @@ def load_predictor(path: str, threads: Optional[int] = None) -> Predictor:
         raise
     except Exception as error:  # damaged or foreign files: name the file and the cause, no traceback
         reason = (str(error).strip().splitlines() or [""])[0][:300]
+        if "truncated" in reason.lower():
+            raise UserError(f"--model: {path} is damaged or incomplete (the file is cut short: {reason}); was it "
+                            "copied or downloaded in full?") from None
         raise UserError(f"--model: cannot load {path} ({type(error).__name__}: {reason})") from None
 
 

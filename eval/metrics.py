@@ -16,9 +16,13 @@ CALIBRATION_BINS = 15
 
 
 def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
-    k = min(k, probs.shape[1])
-    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+    """Share of labels ranked below ``k``: rank = classes scoring higher + tied classes with a lower id
+    (so k = 1 is argmax); a score that is not a number is never a hit. The same rule as training's
+    ``HeadAccuracy``, so both report the same top-5 even for saturated (tied) outputs."""
+    true = probs[np.arange(len(labels)), labels]
+    higher = (probs > true[:, None]).sum(axis=1)
+    earlier_ties = ((probs == true[:, None]) & (np.arange(probs.shape[1]) < labels[:, None])).sum(axis=1)
+    return float(np.mean((higher + earlier_ties < k) & np.isfinite(true)))
 
 
 def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:

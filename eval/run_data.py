@@ -36,13 +36,16 @@ def check_split(manifest: dict, split: str) -> None:
 def batches(shards: str, manifest: dict, split: str, image_size: int, batch_size: int,
             config=None) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray], list]]:
     """``(uint8 images, {head: labels}, ids)`` batches of ``split`` in a fixed order."""
+    from data_prep.integrity import reading_shards, require_shards
     from training.data import eval_dataset
 
     check_split(manifest, split)
+    require_shards(shards, manifest, [split])
     spec = eval_spec(image_size, manifest, config)
     dataset = eval_dataset(shard_paths(shards, manifest, split), spec, batch_size, with_ids=True)
-    for images, labels, ids in dataset.as_numpy_iterator():
-        yield images, labels, [value.decode("utf-8") for value in ids]
+    with reading_shards(shards, manifest, [split]):
+        for images, labels, ids in dataset.as_numpy_iterator():
+            yield images, labels, [value.decode("utf-8") for value in ids]
 
 
 def collect(shards: str, manifest: dict, split: str, image_size: int, batch_size: int,
@@ -87,6 +90,7 @@ def images_by_id(shards: str, manifest: dict, split: str, image_size: int, wante
     import tensorflow as tf
 
     from data_prep import schema
+    from data_prep.integrity import reading_shards
     from training.data import eval_example, parse, read_records
 
     if not wanted:
@@ -97,4 +101,5 @@ def images_by_id(shards: str, manifest: dict, split: str, image_size: int, wante
     dataset = dataset.map(lambda record: parse(record, spec))
     dataset = dataset.filter(lambda parsed: tf.reduce_any(tf.equal(parsed[schema.IMAGE_ID], table)))
     dataset = dataset.map(lambda parsed: (eval_example(parsed, spec)[0], parsed[schema.IMAGE_ID]))
-    return {key.decode("utf-8"): image for image, key in dataset.as_numpy_iterator()}
+    with reading_shards(shards, manifest, [split]):
+        return {key.decode("utf-8"): image for image, key in dataset.as_numpy_iterator()}

@@ -125,3 +125,22 @@ def trained(tiny_shards, tmp_path_factory):
                          training={"epochs": 3, "steps_per_epoch": 6, "model_name": "focal_loss.h5"})
     fit(config, str(run))
     return run
+
+
+def damaged_copy(shards, target, split: str, how: str = "corrupt"):
+    """A copy of a shards folder whose first ``split`` shard is corrupted in the middle (``corrupt``)
+    or deleted (``missing``); returns (folder, the shard's file name)."""
+    import json
+    import shutil
+
+    shutil.copytree(shards, target)
+    name = json.loads((target / "manifest.json").read_text())["splits"][split]["shards"][0]["path"]
+    shard = target / name
+    if how == "missing":
+        shard.unlink()
+    else:
+        data = bytearray(shard.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])
+        shard.write_bytes(bytes(data))
+    return target, name

@@ -82,6 +82,31 @@ def test_form_notes_disagreeing_heads_and_unreadable_photos(tmp_path):
     assert "Upload one or more photos" in FormFiller(FakeRecogniser()).fill([]).status()
 
 
+def huge_png(path, side=13000) -> str:
+    """A 13000 × 13000 PNG of one colour: a few hundred KB on disk, 507 MB once decoded."""
+    from PIL import Image
+
+    Image.new("L", (side, side), 128).save(path, optimize=True)
+    return str(path)
+
+
+def test_form_limits_photos_file_size_and_decoded_pixels(tmp_path):
+    from eval.app import FormFiller, Limits
+
+    limits = Limits(max_photos=3, max_megabytes=1.0, max_megapixels=20.0)
+    filler = FormFiller(FakeRecogniser(), min_confidence=0.0, limits=limits)
+    photos = [photo(tmp_path / f"p{index}.jpg", 20) for index in range(5)]
+    form = filler.fill(photos)
+    assert form.photos == 3 and "Only the first 3 of 5 photos were used" in form.status()
+    big = tmp_path / "big.jpg"
+    big.write_bytes(open(photos[0], "rb").read() + b"\0" * 1_500_000)  # a valid JPEG, 1.5 MB
+    form = filler.fill([huge_png(tmp_path / "huge.png"), str(big), photos[0]])
+    assert form.photos == 1 and form.fields[0].value == "BMW"
+    problems = "\n".join(form.problems)
+    assert "huge.png: too large to decode: 13000 × 13000 pixels (169 megapixels; the limit is 20)" in problems
+    assert "big.jpg: too large (1.5 MB; the limit is 1 MB)" in problems
+
+
 def test_form_options_and_missing_extra_are_clear_errors(trained, monkeypatch, capsys):
     import sys
 
@@ -114,13 +139,14 @@ def free_port() -> int:
 def served(trained):
     """The app on localhost (threshold 0: every field filled), and a photo of one class."""
     pytest.importorskip("gradio")
-    from eval.app import FormFiller, build_app
+    from eval.app import FormFiller, Limits, build_app, launch
     from eval.predict import Recogniser
 
-    filler = FormFiller(Recogniser(str(trained / "model.keras")), min_confidence=0.0)
+    filler = FormFiller(Recogniser(str(trained / "model.keras")), min_confidence=0.0,
+                        limits=Limits(max_megabytes=2.0))
     app = build_app(filler)
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    launch(app, filler.limits, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", filler
     finally:
@@ -153,6 +179,22 @@ def test_app_fills_the_form_through_its_client_api(served, car_photos):
         got = [(item["label"], item["confidence"]) for item in label["confidences"]]
         assert got == [(item["class"], pytest.approx(item["probability"], abs=1e-6)) for item in field.alternatives]
     assert "2 photos combined" in status
+
+
+def test_a_pdf_is_listed_as_skipped_and_an_oversized_file_refused(served, car_photos, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, filler = served
+    pdf = tmp_path / "brochure.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n% a brochure, not a photo\n")
+    client = Client(url, verbose=False)
+    result = client.predict([handle_file(str(pdf)), handle_file(car_photos[0])], api_name="/fill")
+    status = result[-1]
+    assert result[0] and "Filled from 1 photo" in status and "brochure.pdf: not an image" in status
+    oversized = tmp_path / "oversized.jpg"
+    oversized.write_bytes(open(car_photos[0], "rb").read() + b"\0" * 3_000_000)
+    with pytest.raises(Exception, match="(?i)size"):
+        client.predict([handle_file(str(oversized))], api_name="/fill")
 
 
 def test_page_in_headless_chromium_uploads_a_photo_and_reads_the_fields(served, car_photos, tmp_path):

@@ -16,9 +16,14 @@ from common.cli import run_main
     (["--max-side", "8"], "--max-side: expected at least 16 pixels"),
     (["--layout", "kagle"], "did you mean 'kaggle'"),
     (["--split", "stratified", "--val-from", "test"], "--val-from test: expected --split official"),
+    (["--out", "/proc/self/shards"], "--out: cannot write to /proc/self/shards"),
+    (["--out", "{tmp}/a_file"], "--out: {tmp}/a_file is a file, not a folder"),
 ])
 def test_build_errors(stanford_tree, tmp_path, capsys, arguments, message):
     root, _ = stanford_tree
+    (tmp_path / "a_file").write_text("in the way")
+    arguments = [argument.replace("{tmp}", str(tmp_path)) for argument in arguments]
+    message = message.replace("{tmp}", str(tmp_path))
     argv = ["--dataset", "stanford_cars", "--root", str(root), "--out", str(tmp_path / "o")]
     for index in range(0, len(arguments), 2):  # override or add
         if arguments[index] in argv:

@@ -97,31 +97,67 @@ def test_ram_filesystem_as_root_and_output(tmp_path):
     assert not os.path.exists(out.replace("ram://", "/"))
 
 
+def children(pid: int) -> list:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if entry.isdigit() and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 def test_kill_minus_nine_mid_build_then_rerun(tmp_path):
-    """A real process killed while writing: the re-run finishes and the result verifies."""
+    """A real process killed while writing: its worker processes exit with it, the re-run finishes,
+    the result verifies, and its shards are byte for byte those of an uninterrupted build made by
+    another process (records are serialized deterministically)."""
     from data_prep.synthetic import generate
 
-    root, out = tmp_path / "src", tmp_path / "out"
+    root, out, straight = tmp_path / "src", tmp_path / "out", tmp_path / "straight"
     generate("stanford_cars", str(root), "devkit", makes=4, models_per_make=3, images_per_model=40, seed=12,
              size=(640, 480))
-    command = [sys.executable, "-m", "data_prep.build", "--dataset", "stanford_cars", "--root", str(root),
-               "--out", str(out), "--num-shards", "8", "--workers", "2", "--no-progress", "--accept-rejects",
-               "--max-side", "400"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+
+    def command(folder):
+        return [sys.executable, "-m", "data_prep.build", "--dataset", "stanford_cars", "--root", str(root),
+                "--out", str(folder), "--num-shards", "8", "--workers", "2", "--no-progress", "--accept-rejects",
+                "--max-side", "400"]
+
+    process = subprocess.Popen(command(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     parts, deadline = out / ".build" / "parts", time.time() + 120
     while process.poll() is None and time.time() < deadline and not (parts.is_dir() and any(parts.glob("*.json"))):
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    workers = children(process.pid)
+    os.kill(process.pid, signal.SIGKILL)  # the parent only: its workers must notice and exit
     process.wait()
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline and any(alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert len(workers) >= 2 and not [pid for pid in workers if alive(pid)], "workers outlived the build"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
     assert not (out / "manifest.json").exists(), "the build finished before it could be interrupted"
     finished_before = {p.name for p in out.glob("*.tfrec")}
     assert finished_before
-    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command(out), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert verify_dataset(str(out)) == []
     assert finished_before <= {p.name for p in out.glob("*.tfrec")}
+    uninterrupted = subprocess.run(command(straight), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    assert without_time(load_manifest(str(out))) == without_time(load_manifest(str(straight)))
 
 
 def test_someone_elses_manifest_in_out_is_refused(stanford_tree, tmp_path):
@@ -170,3 +206,26 @@ def test_build_stopped_before_its_plan_was_saved_starts_again(stanford_tree, tmp
     monkeypatch.undo()
     manifest = build_dataset(build_options(root, out, split="grouped"))
     assert manifest["near_duplicates"]["cross_split_pairs"]["total"] == 0
+
+
+def test_two_builds_on_one_folder_the_second_says_who_holds_it(stanford_tree, tmp_path):
+    import json
+    import socket
+
+    root, _ = stanford_tree
+    out = tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(),
+                                                     "started": "2026-11-30T10:00:00+00:00"}))
+        with pytest.raises(UserError) as raised:
+            build_dataset(build_options(root, out))
+        message = str(raised.value)
+        assert f"process {other.pid}" in message and "another build" in message and "space" not in message
+        assert not list(out.glob("*.tfrec"))
+    finally:
+        other.kill()
+        other.wait()
+    build_dataset(build_options(root, out))  # the holder is gone: its lock is stale and taken over
+    assert (out / "manifest.json").is_file() and not (out / ".lock").exists()

@@ -163,3 +163,29 @@ def test_random_crop_at_native_resolution_needs_no_resize(shards):
     centre = full[(height - 32) // 2:(height - 32) // 2 + 32, (width - 32) // 2:(width - 32) // 2 + 32]
     evaluated = next(iter(eval_dataset(split_files(folder, manifest, "test"), spec, 1)))[0][0].numpy()
     assert np.abs(evaluated.astype(int) - centre.astype(int)).mean() < 3  # same pixels, no resampling
+
+
+@pytest.mark.parametrize("preset, resample", [("report000", False), ("report004_as_written", True)])
+def test_each_epoch_draws_its_own_order_and_augmentation_and_a_resume_draws_the_same(shards, preset, resample):
+    """Epoch e's examples and their random crops, flips, rotations, colours … depend on (seed, e) only:
+    a run resumed at epoch 1 sees what an uninterrupted run sees in its epoch 1 — and never epoch 0's
+    draws again (the replay that made resumed runs train differently)."""
+    from training.augment import get_preset
+
+    folder, manifest, heads, classes = shards
+    steps = get_preset(preset)
+    counts = np.array(manifest["splits"]["train"]["class_counts"]["model"]["per_class"])
+    spec = PipelineSpec(heads, classes, 32, augment=steps, crop=crop_step(steps),
+                        resample_head="model" if resample else None, resample_counts=counts if resample else None)
+
+    def batches(first_epoch, count):
+        dataset = train_dataset(split_files(folder, manifest, "train"), spec, 4, seed=3, examples_per_epoch=8,
+                                first_epoch=first_epoch, deterministic=True)
+        return [(images.numpy(), labels["model"].numpy()) for images, labels in dataset.take(count)]
+
+    uninterrupted, resumed = batches(0, 4), batches(1, 2)  # two batches per epoch
+    for (images, labels), (again, same) in zip(uninterrupted[2:], resumed):
+        np.testing.assert_array_equal(images, again)
+        np.testing.assert_array_equal(labels, same)
+    first, second = np.concatenate([b[0] for b in uninterrupted[:2]]), np.concatenate([b[0] for b in resumed])
+    assert np.abs(first.astype(float) - second.astype(float)).mean() > 10  # a new epoch is not a replay

@@ -150,17 +150,24 @@ def run_cli(module, argv, capsys):
     return code, captured.out, captured.err
 
 
-def test_bad_model_paths_give_one_clear_line(tmp_path, capsys):
+def test_bad_model_paths_give_one_clear_line(trained, tmp_path, capsys):
     from eval import test as eval_test
 
     (tmp_path / "broken.keras").write_bytes(b"not a zip file")
+    whole = (trained / "model.keras").read_bytes()
+    (tmp_path / "truncated.keras").write_bytes(whole[:len(whole) // 2])  # a copy cut short
+    legacy = (trained / "focal_loss.h5").read_bytes()
+    (tmp_path / "truncated.h5").write_bytes(legacy[:len(legacy) // 2])
     (tmp_path / "folder").mkdir()
     (tmp_path / "weights.pt").write_bytes(b"x")
-    cases = {str(tmp_path / "missing.keras"): "does not exist", str(tmp_path / "broken.keras"): "cannot load",
+    cases = {str(tmp_path / "missing.keras"): "does not exist",
+             str(tmp_path / "broken.keras"): "is damaged or incomplete (not a .keras zip archive)",
+             str(tmp_path / "truncated.keras"): "is damaged or incomplete (not a .keras zip archive)",
+             str(tmp_path / "truncated.h5"): "is damaged or incomplete",
              str(tmp_path / "folder"): "not a SavedModel", str(tmp_path / "weights.pt"): "unknown extension"}
     for path, expected in cases.items():
         code, _, err = run_cli(eval_test, ["--model", path], capsys)
-        assert code == 2 and expected in err and "Traceback" not in err, (path, err)
+        assert code == 2 and expected in err and "Traceback" not in err and "File not found" not in err, (path, err)
 
 
 def test_missing_manifest_missing_shards_and_empty_split(trained, tmp_path, capsys):
@@ -205,3 +212,18 @@ def test_heads_that_do_not_match_are_named():
     assert check_heads({"model": 8}, manifest) == ["model"]
     with pytest.raises(UserError, match=r"the model has model \(196 classes\); the manifest has make \(4 classes\)"):
         check_heads({"model": 196}, manifest)
+
+
+@pytest.mark.parametrize("command, split, how", [("test", "test", "corrupt"), ("test", "test", "missing"),
+                                                 ("retrieval", "train", "corrupt")])
+def test_damaged_shards_in_evaluation_give_one_line(trained, tiny_shards, tmp_path, capsys, command, split, how):
+    import importlib
+
+    from tests.conftest import damaged_copy
+
+    shards, name = damaged_copy(tiny_shards, tmp_path / "shards", split, how)
+    main = importlib.import_module(f"eval.{command}").main
+    assert run_main(main, ["--model", str(trained / "model.keras"), "--data", str(shards),
+                           "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "data_prep.verify" in err and "Traceback" not in err and err.count("\n") == 1, err

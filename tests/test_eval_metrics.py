@@ -125,3 +125,36 @@ def test_confusion_figure_keeps_isolated_confusions_visible_with_1716_classes(tm
     # two places change, on one row: the diagonal cell (lighter) and the far confusion (darker)
     assert rows.max() - rows.min() < 5
     assert columns.max() - columns.min() > first.shape[1] * 0.25
+
+
+def tie_aware_hits(probs, labels, k):
+    """Reference: the true class ranks by how many classes score higher, ties broken by class id
+    (as argmax does); a hit when that rank is below k and the score is a number."""
+    true = probs[np.arange(len(labels)), labels]
+    higher = (probs > true[:, None]).sum(axis=1)
+    earlier_ties = ((probs == true[:, None]) & (np.arange(probs.shape[1]) < labels[:, None])).sum(axis=1)
+    return (higher + earlier_ties < k) & np.isfinite(true)
+
+
+def test_top_k_does_not_count_ties_as_hits_in_training_or_evaluation():
+    """Saturated softmax outputs (one 1.0, the rest exactly 0.0) must not make every label a top-5 hit;
+    training's metric and eval.test's must give the same number."""
+    from eval.metrics import top_k_accuracy
+    from training.metrics import HeadAccuracy
+
+    rng = np.random.default_rng(0)
+    saturated = np.eye(24, dtype="float32")[rng.integers(0, 24, 200)]
+    coarse = np.round(rng.dirichlet(np.ones(24), 200), 1).astype("float32")  # many ties, some rows all 0
+    labels = rng.integers(0, 24, 200)
+    for probs in (saturated, coarse):
+        for k in (1, 5):
+            expected = tie_aware_hits(probs, labels, k).mean()
+            metric = HeadAccuracy(k=k)
+            metric.update_state(labels, probs)
+            assert float(metric.result()) == pytest.approx(expected, abs=1e-6), (k, "training")
+            assert top_k_accuracy(probs, labels, k) == pytest.approx(expected, abs=1e-9), (k, "eval")
+    assert top_k_accuracy(saturated, labels, 5) < 0.2  # not 1.0
+    broken = np.full((3, 24), np.nan, "float32")  # a diverged model's outputs are never hits
+    metric = HeadAccuracy(k=5)
+    metric.update_state(np.array([0, 1, 2]), broken)
+    assert float(metric.result()) == 0.0 and top_k_accuracy(broken, np.array([0, 1, 2]), 5) == 0.0

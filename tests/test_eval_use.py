@@ -206,3 +206,67 @@ def test_pipeline_normalised_models_are_normalised_by_the_predictor(tiny_shards,
         np.testing.assert_allclose(outputs[head], expected[head], atol=1e-6)
     lite = export(str(tmp_path / "run" / "model.keras"), "tflite", str(tmp_path / "m.tflite"))
     assert lite["check"]["max_abs_difference"] < 1e-4
+
+
+def test_a_model_with_nan_weights_is_refused_by_predict_and_test(trained, photos, tmp_path, capsys):
+    import shutil
+
+    from eval import predict, test
+
+    run = tmp_path / "broken_run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("eval_*", "export"))
+    model = keras.models.load_model(run / "model.keras")
+    kernel = model.get_layer("model")
+    kernel.set_weights([np.full_like(w, np.nan) for w in kernel.get_weights()])
+    model.save(run / "model.keras")
+    folder, _ = photos
+    for main, argv in ((predict.main, ["--model", str(run / "model.keras"), str(folder / "a.jpg")]),
+                       (test.main, ["--model", str(run / "model.keras")])):
+        assert run_main(main, argv) == 2
+        err = capsys.readouterr().err
+        assert "not numbers" in err and "model" in err and "Traceback" not in err, err
+
+
+def test_export_never_deletes_or_overwrites_what_it_did_not_write(trained, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from eval import export, loading
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("eval_*", "export"))
+    model = str(run / "model.keras")
+
+    def snapshot(folder):
+        return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+    before = snapshot(run)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "fake.tflite").write_text("my notes, not a model")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "manifest.json").write_text('{"another": "dataset"}')
+    cases = [(["--format", "savedmodel", "--out", str(run)], "not empty and not an export"),
+             (["--format", "savedmodel", "--out", str(mine)], "not empty and not an export"),
+             (["--format", "savedmodel", "--out", str(tmp_path / "a_file")], "is a file"),
+             (["--format", "tflite", "--out", str(tmp_path / "a_file" / "m.tflite")], "is a file, not a folder"),
+             (["--format", "tflite", "--out", "/proc/self/m.tflite"], "cannot write to /proc/self"),
+             (["--format", "tflite", "--out", str(tmp_path / "fake.tflite")], "not a TFLite model"),
+             (["--format", "tflite", "--out", str(elsewhere / "m.tflite")], "holds another manifest.json")]
+    loads = []
+    monkeypatch.setattr(loading, "load_predictor", lambda *a, **k: loads.append(a) or pytest.fail("loaded"))
+    for argv, expected in cases:  # refused before the model is even loaded
+        assert run_main(export.main, ["--model", model] + argv) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err and err.count("\n") == 1, (argv, err)
+    monkeypatch.undo()
+    assert snapshot(run) == before and (mine / "notes.txt").read_text() == "keep me"
+    assert (tmp_path / "fake.tflite").read_text() == "my notes, not a model"
+    assert (elsewhere / "manifest.json").read_text() == '{"another": "dataset"}'
+    out = tmp_path / "export"
+    for _ in range(2):  # a previous export of this command is replaced
+        assert run_main(export.main, ["--model", model, "--format", "savedmodel", "--out", str(out),
+                                      "--no-check"]) == 0
+    assert (out / "saved_model.pb").is_file() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

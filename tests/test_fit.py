@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import yaml
 import keras
 import tensorflow as tf
 
+from common.cli import run_main
 from common.errors import UserError
 from training.config import CONFIG_DIR, config_from_dict, load_config, read_yaml, to_plain
 from training.fit import fit
@@ -122,7 +124,7 @@ def test_every_shipped_config_trains_a_step(name, tiny_shards):
     manifest_dir, manifest = setup.load_dataset(config)
     heads = setup.select_heads(manifest, config.data.heads)
     spec = setup.pipeline_spec(config, manifest, heads, 32)
-    train, _ = setup.datasets(config, manifest_dir, manifest, spec, 4, pad=False)
+    train, _ = setup.datasets(config, manifest_dir, manifest, spec, 4, pad=False, steps_per_epoch=1)
     batch = next(iter(train))
     model = setup.new_model(config, heads, 32)
     for stage in config.training.stages or [None]:
@@ -137,15 +139,29 @@ def test_every_shipped_config_trains_a_step(name, tiny_shards):
 
 
 @pytest.mark.slow
-def test_killed_mid_epoch_then_resumed(tiny_shards, tmp_path):
-    """A training process killed with SIGKILL mid-epoch resumes: no epoch twice, none missing."""
-    config = to_plain(tiny_config(tiny_shards, data={"image_size": 64},
+def test_killed_mid_epoch_then_resumed_trains_like_an_uninterrupted_run(tiny_shards, tmp_path):
+    """SIGKILL mid-epoch, then the same command: no epoch twice, none missing, and every epoch's numbers
+    equal those of an uninterrupted run. Random crops on the host, flips/rotations/colours as Keras
+    layers and dropout all draw random numbers, so this fails if a resumed process replays the draws
+    of epoch 1 (the data stream, the augmentation, dropout's seed generators) or loses their state.
+
+    Tolerance: with ``data.deterministic`` both processes compute the same operations on the same
+    batches from the same weights, optimizer and random states; what may differ is the order of
+    multithreaded float reductions, which moves a loss by far less than 1e-3 relative (the replay
+    changed the first resumed epoch's training loss by about 15%).
+    """
+    config = to_plain(tiny_config(tiny_shards, data={"image_size": 64, "augment": "report000", "augment_on": "device",
+                                                     "deterministic": True},
+                                  model={"dropout": 0.3},
                                   training={"epochs": 6, "steps_per_epoch": 30, "evaluate_split": None}))
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    run = tmp_path / "run"
-    command = [sys.executable, "-m", "training.fit", "--config", str(path), "--out", str(run)]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+
+    def command(run):
+        return [sys.executable, "-m", "training.fit", "--config", str(path), "--out", str(run)]
+
+    run, reference = tmp_path / "run", tmp_path / "uninterrupted"
+    process = subprocess.Popen(command(run), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     state_file, deadline = run / "checkpoints" / "state.json", time.time() + 240
     while time.time() < deadline and process.poll() is None:
@@ -157,9 +173,111 @@ def test_killed_mid_epoch_then_resumed(tiny_shards, tmp_path):
     process.wait()
     done = json.loads(state_file.read_text())["epoch"]
     assert 2 <= done < 6, "the process was not interrupted mid-training"
-    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+    resumed = subprocess.run(command(run), cwd=REPO, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming {run} after epoch {done} of 6" in resumed.stderr
     epochs = [int(row["epoch"]) for row in history(run)]
     assert epochs == [1, 2, 3, 4, 5, 6]
     assert len(list((run / "checkpoints").glob("*.keras"))) == 1 and not list(run.rglob("*.tmp-*"))
+    straight = subprocess.run(command(reference), cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    for ours, theirs in zip(history(run), history(reference)):
+        assert set(ours) == set(theirs)
+        for key in sorted(set(ours) - {"epoch"}):
+            assert float(ours[key]) == pytest.approx(float(theirs[key]), rel=1e-3, abs=1e-6), (ours["epoch"], key)
+
+@pytest.mark.parametrize("sections, key", [
+    ({"training": {"monitor": "val_colour_accuracy"}}, "training.monitor"),
+    ({"training": {"early_stopping_patience": 2, "early_stopping_monitor": "val_model_acc"}},
+     "training.early_stopping_monitor"),
+    ({"schedule": {"name": "plateau", "monitor": "val_year_top5"}}, "schedule.monitor"),  # 5 years: no top-5
+])
+def test_monitors_are_checked_before_the_first_step(tiny_shards, tmp_path, sections, key):
+    config = tiny_config(tiny_shards, **sections)
+    with pytest.raises(UserError, match=rf"{key}: .*choose one of: .*val_model_accuracy") as raised:
+        fit(config, str(tmp_path / "run"))
+    choices = str(raised.value).split("choose one of: ")[1].split(" (")[0].split(", ")
+    assert "val_model_top5" in choices and "val_year_top5" not in choices  # year has 5 classes: no top-5
+    assert not (tmp_path / "run" / "checkpoints" / "state.json").exists()
+    assert not list((tmp_path / "run").rglob("*.keras"))
+
+
+def test_a_diverging_run_stops_at_the_first_nan_and_keeps_the_last_finite_epoch(tiny_shards, tmp_path):
+    """Epoch 1 trains normally; the schedule then multiplies the rate by 1e33 and the loss becomes NaN."""
+    config = tiny_config(tiny_shards, optimizer={"name": "sgd", "learning_rate": 0.001},
+                         schedule={"name": "step", "drop_at": [1], "drop_factor": 1e33},
+                         training={"epochs": 3, "evaluate_split": None})
+    run = tmp_path / "run"
+    with pytest.raises(UserError) as raised:
+        fit(config, str(run))
+    message = str(raised.value)
+    assert "diverged" in message and re.search(r"at epoch 2, step [1-3] ", message) and "rate 1e+30" in message
+    assert "keeps epoch 1," in message and "optimizer.learning_rate" in message and "\n" not in message
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["best"]["epoch"] == 1 and np.isfinite(state["best"]["value"])
+    assert [row["epoch"] for row in history(run)] == ["1"]
+    best = keras.models.load_model(run / "model.keras")
+    assert all(np.isfinite(weight).all() for weight in best.get_weights())
+
+
+def test_a_nan_never_becomes_the_best_value():
+    from training.callbacks import improved
+
+    assert not improved(float("nan"), None, "max") and not improved(float("nan"), 0.5, "min")
+    assert not improved(float("inf"), None, "max") and improved(0.4, None, "min") and improved(0.6, 0.5, "max")
+
+
+@pytest.mark.parametrize("out, message", [("/proc/self/run", "cannot write to /proc/self/run"),
+                                          ("{tmp}/a_file", "a_file is a file, not a folder"),
+                                          ("{tmp}/a_file/run", "a_file is a file, not a folder")])
+def test_an_unwritable_run_folder_is_refused_before_any_work(tiny_shards, tmp_path, capsys, out, message):
+    from training.fit import main
+
+    (tmp_path / "a_file").write_text("in the way")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(to_plain(tiny_config(tiny_shards))))
+    assert run_main(main, ["--config", str(path), "--out", out.replace("{tmp}", str(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --out: " in err and message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes(tiny_shards, tmp_path, monkeypatch):
+    import errno
+
+    from training import callbacks
+
+    config = tiny_config(tiny_shards, training={"epochs": 3, "evaluate_split": None})
+    run = tmp_path / "run"
+    original = callbacks.save_model_atomic
+
+    def full_disk_at_epoch_2(model, path):
+        if "epoch-0002" in str(path):
+            with open(str(path) + ".tmp-partial", "wb") as handle:  # what a full disk leaves behind
+                handle.write(b"PK")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(model, path)
+
+    monkeypatch.setattr(callbacks, "save_model_atomic", full_disk_at_epoch_2)
+    with pytest.raises(UserError) as raised:
+        fit(config, str(run))
+    message = str(raised.value)
+    assert "No space left on device" in message and "epoch 1" in message and "same command" in message
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 1
+    monkeypatch.undo()
+    fit(config, str(run))  # space freed: the same command resumes after epoch 1
+    assert [row["epoch"] for row in history(run)] == ["1", "2", "3"]
+    assert not list(run.rglob("*.tmp-*"))
+
+
+@pytest.mark.parametrize("split, how", [("train", "corrupt"), ("val", "missing")])
+def test_damaged_or_missing_shards_are_named_with_the_fix(tiny_shards, tmp_path, split, how):
+    from tests.conftest import damaged_copy
+
+    shards, name = damaged_copy(tiny_shards, tmp_path / "shards", split, how)
+    with pytest.raises(UserError) as raised:
+        fit(tiny_config(shards, training={"epochs": 1}), str(tmp_path / "run"))
+    message = str(raised.value)
+    assert name in message and f"python -m data_prep.verify {shards}" in message and "\n" not in message
+    assert ("missing" if how == "missing" else "damaged") in message
+    if how == "missing":  # found before training, not after an epoch
+        assert not (tmp_path / "run" / "checkpoints" / "state.json").exists()

@@ -96,3 +96,56 @@ def test_box_outside_the_image_rejects_the_image(tmp_path, photo):
     path = write(tmp_path / "a.jpg", photo)
     result = process(ImageTask(path, (10, 10, 900, 50)), ImageOptions())
     assert isinstance(result, Rejected) and "outside" in result.reason
+
+
+def png_16bit(values: np.ndarray) -> bytes:
+    """A 16-bit PNG (gray, gray+alpha, RGB or RGBA by the last axis) written byte by byte, as cameras
+    and scanners write them (Pillow itself can only write 16-bit grayscale)."""
+    import struct
+    import zlib
+
+    values = values if values.ndim == 3 else values[..., None]
+    height, width, channels = values.shape
+    rows = b"".join(b"\x00" + values[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, {1: 0, 2: 4, 3: 2, 4: 6}[channels], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+def two_halves(kind):
+    """(PNG bytes, expected 8-bit RGB of the left half, of the right half)."""
+    if kind == "gray16":  # 16-bit grayscale: Pillow opens it as mode I;16 (a plain convert gives white)
+        values = np.full((40, 60), 16384, np.uint16)
+        values[:, 30:] = 49152
+        return png_16bit(values), (64, 64, 64), (191, 191, 191)
+    if kind == "rgb16":
+        values = np.zeros((40, 60, 3), np.uint16)
+        values[:, :30] = (65535, 32896, 0)
+        values[:, 30:] = (0, 0, 65535)
+        return png_16bit(values), (255, 128, 0), (0, 0, 255)
+    # transparent left half (black under the alpha), opaque red right half: composited on white
+    values = np.zeros((40, 60, 4), np.uint8)
+    values[:, 30:] = (200, 30, 30, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(values, "RGBA").save(buffer, "PNG")
+    return buffer.getvalue(), (255, 255, 255), (200, 30, 30)
+
+
+@pytest.mark.parametrize("kind", ["gray16", "rgb16", "transparent"])
+def test_16_bit_and_transparent_pngs_decode_alike_when_building_and_predicting(tmp_path, kind):
+    from eval.images import load_image
+
+    data, left, right = two_halves(kind)
+    path = tmp_path / "car.png"
+    path.write_bytes(data)
+    built = process(ImageTask(str(path), None), ImageOptions())
+    assert isinstance(built, Processed), built
+    stored = np.asarray(Image.open(io.BytesIO(built.encoded)).convert("RGB"), dtype=float)
+    shown = load_image(str(path), 32).astype(float)
+    for pixels, tolerance in ((stored, 3), (shown, 1)):  # the build re-encodes as JPEG
+        assert np.abs(pixels[:, 5:25] - left).max() <= tolerance, (kind, pixels[0, 0])
+        assert np.abs(pixels[:, 35:55] - right).max() <= tolerance, (kind, pixels[0, 40])

@@ -43,9 +43,10 @@ def test_optimizers_with_weight_decay_and_batch_scaling(name):
 @pytest.mark.parametrize("name", AUGMENTATIONS.names())
 def test_every_augmentation_eagerly_and_in_a_dataset(name):
     image = tf.random.stateless_uniform([48, 64, 3], seed=[1, 2])
-    steps = (step(name, 1.0),)
-    eager = apply_host(image, steps)
-    mapped = next(iter(tf.data.Dataset.from_tensors(image).map(lambda x: apply_host(x, steps))))
+    steps, seed = (step(name, 1.0),), tf.constant([7, 11], tf.int64)
+    eager = apply_host(image, steps, seed)
+    mapped = next(iter(tf.data.Dataset.from_tensors(image).map(lambda x: apply_host(x, steps, seed))))
+    np.testing.assert_allclose(eager, mapped, atol=1e-6)  # stateless: the seed alone decides
     for result in (eager, mapped):
         assert result.shape == (48, 64, 3)
         assert float(tf.reduce_min(result)) >= 0.0 and float(tf.reduce_max(result)) <= 1.0
@@ -59,16 +60,16 @@ def test_every_augmentation_eagerly_and_in_a_dataset(name):
 
 def test_probabilities_are_per_example():
     image = tf.random.stateless_uniform([8, 8, 3], seed=[3, 4])
-    flipped = [bool(np.allclose(apply_host(image, (step("flip_left_right", 0.3),)), image[:, ::-1]))
-               for _ in range(300)]
+    flipped = [bool(np.allclose(apply_host(image, (step("flip_left_right", 0.3),), tf.constant([number, 0])),
+                                image[:, ::-1])) for number in range(300)]
     assert 0.2 < np.mean(flipped) < 0.4
-    assert np.allclose(apply_host(image, (step("grayscale", 0.0),)), image)
+    assert np.allclose(apply_host(image, (step("grayscale", 0.0),), tf.constant([1, 2])), image)
 
 
 @pytest.mark.parametrize("preset", [name for name in PRESETS if name != "none"])
 def test_presets_on_host_and_device(preset):
     image = tf.random.stateless_uniform([32, 32, 3], seed=[5, 6])
-    assert apply_host(image, PRESETS[preset]).shape == (32, 32, 3)
+    assert apply_host(image, PRESETS[preset], tf.constant([1, 2])).shape == (32, 32, 3)
     layers = device_layers(PRESETS[preset])
     batch = tf.random.stateless_uniform([4, 32, 32, 3], seed=[7, 8]) * 255
     if layers is not None:

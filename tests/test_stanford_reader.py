@@ -164,3 +164,24 @@ def test_real_kaggle_csvs_equal_the_devkit(realdata, tmp_path):
     header_names = tmp_path / "names.csv"
     header_names.write_text("class_id,class_name\r\n" + "".join(f"{i},{n}\r\n" for i, n in enumerate(names, 1)))
     assert read_names_csv(str(header_names)) == names
+
+
+def test_class_folder_images_missing_from_the_annotation_csv_are_reported(tmp_path, capsys):
+    """An image in a class folder that anno_train.csv does not list is not dropped silently: it is a
+    rejection with its reason, in rejected.csv and the build's summary."""
+    from data_prep.build import build_dataset
+    from tests.conftest import build_options
+
+    generate("stanford_cars", str(tmp_path / "raw"), "kaggle", makes=2, models_per_make=2, images_per_model=6,
+             seed=6, bad_files=False)
+    folder = next(p for p in sorted((tmp_path / "raw" / "car_data" / "car_data" / "train").iterdir()) if p.is_dir())
+    shutil.copy(next(folder.iterdir()), folder / "extra_photo.jpg")
+    unlisted = f"car_data/car_data/train/{folder.name}/extra_photo.jpg"
+    data = read_dataset("stanford_cars", str(tmp_path / "raw"))
+    assert unlisted not in set(data.table["image_id"])
+    reasons = dict(zip(data.rejected["image_id"], data.rejected["reason"]))
+    assert reasons[unlisted].startswith("not in anno_train.csv")
+    build_dataset(build_options(tmp_path / "raw", tmp_path / "out", max_reject_fraction=0.5))
+    rejected = (tmp_path / "out" / "rejected.csv").read_text()
+    assert unlisted in rejected and "not in anno_train.csv" in rejected
+    assert "not in anno_train.csv 1" in capsys.readouterr().out

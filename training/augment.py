@@ -2,7 +2,11 @@
 
 Operations run on float images in [0, 1] inside ``tf.data`` (host), or as Keras preprocessing
 layers inside the model (device, ``data.augment_on: device``; the layers are identities at
-inference). Cropping is special: ``random_resized_crop`` (a random area and aspect, resized) and
+inference). Host operations are *stateless*: every random draw comes from a seed the pipeline
+derives from (run seed, epoch, example), so an epoch's augmentation is the same whether the run
+was interrupted or not, and a resumed run never replays an earlier epoch's draws.
+
+Cropping is special: ``random_resized_crop`` (a random area and aspect, resized) and
 ``random_crop`` (an output-sized window at native resolution, no resizing; evaluation then takes the
 centre window) choose the window that ``decode_and_crop_jpeg`` decodes, so they always run on the
 host and save decoding work.
@@ -26,7 +30,8 @@ from common.registry import Registry
 
 @dataclasses.dataclass(frozen=True)
 class AugmentOp:
-    """``host(image, **params)`` in tf.data; ``device(**params)`` → a Keras layer, or ``None``."""
+    """``host(image, seed, **params)`` in tf.data (``seed``: a stateless-RNG seed, shape [2]);
+    ``device(**params)`` → a Keras layer, or ``None``."""
 
     host: Callable
     device: Optional[Callable] = None
@@ -47,9 +52,9 @@ AUGMENTATIONS: Registry[AugmentOp] = Registry("augmentation")
 CROP_OPS = ("random_resized_crop", "random_crop")
 
 
-def _rotate(image, max_degrees: float = 15.0):
+def _rotate(image, seed, max_degrees: float = 15.0):
     """Rotate by a random angle in ±``max_degrees`` (reflecting at the borders, like Keras)."""
-    angle = tf.random.uniform([], -max_degrees, max_degrees) * math.pi / 180.0
+    angle = tf.random.stateless_uniform([], seed, -max_degrees, max_degrees) * math.pi / 180.0
     height, width = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
     cos, sin = tf.cos(angle), tf.sin(angle)
     x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2.0
@@ -61,10 +66,10 @@ def _rotate(image, max_degrees: float = 15.0):
     return rotated[0]
 
 
-def _gaussian_blur(image, sigma_min: float = 0.1, sigma_max: float = 2.0):
+def _gaussian_blur(image, seed, sigma_min: float = 0.1, sigma_max: float = 2.0):
     """Blur with a random sigma (separable kernel sized for ``sigma_max``)."""
     radius = max(1, int(math.ceil(3 * sigma_max)))
-    sigma = tf.random.uniform([], sigma_min, sigma_max)
+    sigma = tf.random.stateless_uniform([], seed, sigma_min, sigma_max)
     x = tf.range(-radius, radius + 1, dtype=tf.float32)
     kernel = tf.exp(-(x ** 2) / (2.0 * sigma ** 2))
     kernel = kernel / tf.reduce_sum(kernel)
@@ -82,39 +87,39 @@ def _keras_layer(name: str, **kwargs):
     return getattr(keras.layers, name)(**kwargs)
 
 
-def _flip_left_right(image):
-    return tf.image.flip_left_right(image)
+def _flip_left_right(image, seed):
+    return tf.image.flip_left_right(image)  # always: the step's probability decides
 
 
-def _flip_up_down(image):
+def _flip_up_down(image, seed):
     return tf.image.flip_up_down(image)
 
 
-def _grayscale(image):
+def _grayscale(image, seed):
     return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
 
 
-def _brightness(image, max_delta: float = 0.2):
-    return tf.image.random_brightness(image, max_delta)
+def _brightness(image, seed, max_delta: float = 0.2):
+    return tf.image.stateless_random_brightness(image, max_delta, seed)
 
 
-def _contrast(image, lower: float = 0.8, upper: float = 1.2):
-    return tf.image.random_contrast(image, lower, upper)
+def _contrast(image, seed, lower: float = 0.8, upper: float = 1.2):
+    return tf.image.stateless_random_contrast(image, lower, upper, seed)
 
 
-def _saturation(image, lower: float = 0.8, upper: float = 1.2):
-    return tf.image.random_saturation(image, lower, upper)
+def _saturation(image, seed, lower: float = 0.8, upper: float = 1.2):
+    return tf.image.stateless_random_saturation(image, lower, upper, seed)
 
 
-def _hue(image, max_delta: float = 0.05):
-    return tf.image.random_hue(image, max_delta)
+def _hue(image, seed, max_delta: float = 0.05):
+    return tf.image.stateless_random_hue(image, max_delta, seed)
 
 
-def _jpeg_quality(image, min_quality: int = 50, max_quality: int = 95):
-    return tf.image.random_jpeg_quality(image, min_quality, max_quality)
+def _jpeg_quality(image, seed, min_quality: int = 50, max_quality: int = 95):
+    return tf.image.stateless_random_jpeg_quality(image, min_quality, max_quality, seed)
 
 
-def _decode_time_crop(image, **_):
+def _decode_time_crop(image, seed, **_):
     """Cropping happens while decoding (see training.data); nothing is left to do here."""
     return image
 
@@ -223,17 +228,20 @@ def crop_step(steps) -> Optional[Step]:
     return next((item for item in steps if item.name in CROP_OPS), None)
 
 
-def apply_host(image, steps):
-    """Apply the non-crop steps to one float image in [0, 1] (tf.data), each with its probability."""
-    for item in steps:
+def apply_host(image, steps, seed):
+    """Apply the non-crop steps to one float image in [0, 1] (tf.data), each with its probability.
+
+    ``seed`` (shape [2]) is split into one seed per step for the operation and one for its coin."""
+    seeds = tf.random.experimental.stateless_split(seed, num=2 * max(1, len(steps)))
+    for index, item in enumerate(steps):
         if item.name in CROP_OPS:
             continue
-        operation = AUGMENTATIONS.get(item.name).host
+        operation, op_seed, coin_seed = AUGMENTATIONS.get(item.name).host, seeds[2 * index], seeds[2 * index + 1]
         if item.probability >= 1.0:
-            image = operation(image, **item.kwargs)
+            image = operation(image, op_seed, **item.kwargs)
         elif item.probability > 0:
-            image = tf.cond(tf.random.uniform([]) < item.probability,
-                            lambda: operation(image, **item.kwargs), lambda: image)
+            image = tf.cond(tf.random.stateless_uniform([], coin_seed) < item.probability,
+                            lambda: operation(image, op_seed, **item.kwargs), lambda: image)
     return tf.clip_by_value(image, 0.0, 1.0)
 
 

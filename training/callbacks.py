@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 
 import keras
 
+from common.errors import UserError
 from training.optim import current_learning_rate
 from training.run import RunDir, copy_atomic, save_model_atomic
 
@@ -33,6 +34,57 @@ class Resumable:
     def restore_after_reset(self) -> None:
         for name, value in (self.restored or {}).items():
             setattr(self, name, value)
+
+
+class TrainingDiverged(UserError):
+    """The loss stopped being a number; the run folder keeps the last finite epoch."""
+
+
+def finite(value) -> bool:
+    return value is not None and math.isfinite(float(value))
+
+
+def divergence_message(what: str, epoch: int, step: Optional[int], rate: float, kept: int) -> str:
+    where = f"epoch {epoch}, step {step}" if step is not None else f"epoch {epoch}"
+    kept_text = (f"The run folder keeps epoch {kept}, the last one with a finite loss (its best model and state)"
+                 if kept else "No epoch had completed, so nothing was kept")
+    return (f"training diverged: {what} became NaN or infinite at {where} (learning rate {rate:.3g}). {kept_text}. "
+            "Try a lower optimizer.learning_rate, optimizer.clipnorm: 1.0, a warm-up (schedule.warmup_epochs) or "
+            "mixed_bfloat16 instead of mixed_float16, in a new run folder (--out)")
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stop at the first training step whose loss is not a finite number, with one clear line.
+
+    Runs first at the end of an epoch too (a validation loss that is not a number), so the diverged
+    epoch is never committed by :class:`RunCheckpoint`: ``state.json``, the best model and the
+    history stay those of the last finite epoch. The batch hook is safe to run off the training
+    thread (Keras dispatches it asynchronously on backends that allow it, so checking every step does
+    not stall the accelerator); the error then surfaces a step or two later.
+    """
+
+    async_safe = True
+
+    def __init__(self, state: dict):
+        super().__init__()
+        self.state, self.epoch = state, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def stop(self, what: str, step: Optional[int]) -> None:
+        raise TrainingDiverged(divergence_message(what, self.epoch + 1, step,
+                                                  current_learning_rate(self.model.optimizer),
+                                                  self.state.get("epoch", 0)))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not finite((logs or {}).get("loss", 0.0)):
+            self.stop("the training loss", batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, what in (("loss", "the training loss"), ("val_loss", "the validation loss")):
+            if not finite((logs or {}).get(key, 0.0)):
+                self.stop(what, None)
 
 
 def _plain(value):
@@ -123,6 +175,9 @@ class EpochSummaries(keras.callbacks.Callback):
 
 
 def improved(value: float, best: Optional[float], mode: str) -> bool:
+    """Whether ``value`` beats ``best``; a value that is not a finite number never does."""
+    if not finite(value):
+        return False
     if best is None:
         return True
     return value < best if mode == "min" else value > best
@@ -130,6 +185,25 @@ def improved(value: float, best: Optional[float], mode: str) -> bool:
 
 def monitor_mode(monitor: str) -> str:
     return "max" if any(word in monitor for word in ("accuracy", "top5", "auc", "precision", "recall")) else "min"
+
+
+def seed_generator_states(model) -> List[List[int]]:
+    """The states of the model's random seed generators (dropout, Keras augmentation layers), in order.
+
+    Keras does not save them with the model: a reloaded model would start its dropout masks and
+    device-side augmentation from fresh seeds, so they are kept in the run's state instead.
+    """
+    return [[int(value) for value in keras.ops.convert_to_numpy(variable)] for variable in model.variables
+            if variable.path.endswith("seed_generator_state")]
+
+
+def restore_seed_generators(model, states: Optional[List[List[int]]]) -> None:
+    """Put back what :func:`seed_generator_states` recorded (same architecture, same order)."""
+    variables = [variable for variable in model.variables if variable.path.endswith("seed_generator_state")]
+    if states is None or len(states) != len(variables):
+        return
+    for variable, value in zip(variables, states):
+        variable.assign(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -146,7 +220,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.epoch_rate = current_learning_rate(self.model.optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
+        try:
+            self.commit(epoch, dict(logs or {}))
+        except OSError as error:  # a full disk, a lost mount, permissions: what was committed stays intact
+            kept = self.state.get("epoch", 0)
+            raise UserError(f"could not save epoch {epoch + 1} to {self.run.path} ({error.strerror or error}). "
+                            f"The run's state is intact at epoch {kept}" + (" (nothing completed yet)" if not kept
+                                                                              else "")
+                            + ": free space (or fix the folder) and run the same command to resume") from None
+
+    def commit(self, epoch: int, logs: dict) -> None:
         row = {"epoch": epoch + 1, "learning_rate": self.epoch_rate}
         row.update({key: float(value) for key, value in logs.items() if key != "learning_rate"})
         history = [item for item in self.state.get("history", []) if item["epoch"] < epoch + 1] + [row]
@@ -165,7 +248,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.run.write_history(history)
         self.state.update({
             "epoch": epoch + 1, "checkpoint": checkpoint, "best": best, "history": history, "stage": self.stage,
-            "stopped_early": bool(self.model.stop_training),
+            "stopped_early": bool(self.model.stop_training), "seed_generators": seed_generator_states(self.model),
             "callbacks": {callback.state_key: callback.state() for callback in self.resumable},
         })
         self.run.write_state(self.state)

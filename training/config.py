@@ -53,6 +53,7 @@ class DataConfig:
     class_balance: str = "none"  # none | weights | resample
     balance_head: str = "model"
     shuffle_buffer: int = 2048
+    deterministic: bool = False  # reproducible input order (parallel reads wait for each other)
     prepare: Optional[PrepareConfig] = None
 
 

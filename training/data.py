@@ -1,9 +1,13 @@
 """The tf.data input pipeline: a straight chain of small functions over the shards of a manifest.
 
-Training: list shards → shuffle files → interleave parallel reads (non-deterministic) → shuffle
-records → parse (schema owned by ``data_prep``) → [class-balanced resampling] → decode only the
-crop window at the smallest sufficient DCT scale → resize → augment → labels dict → batch
-(``drop_remainder`` on TPU) → prefetch. Evaluation has its own builder: deterministic order, no
+Training: epochs, each its own stream keyed by (seed, epoch): list shards → shuffle files →
+interleave parallel reads → shuffle records → parse (schema owned by ``data_prep``) →
+[class-balanced resampling] → number the examples (each one's random seed) → decode only the crop
+window at the smallest sufficient DCT scale → resize → augment → labels dict; then batch
+(``drop_remainder``) → prefetch. Every random draw is stateless and derived from (seed, epoch,
+example number), so epoch e is the same whether the run started there or was resumed there — a
+resumed process never replays epoch 1's order and augmentation — and with ``deterministic`` the
+whole run is reproducible. Evaluation has its own builder: deterministic order, no
 repeat, no augmentation. Images leave the pipeline as pixels in [0, 255] — uint8 unless the
 host augmented them — and the model normalises them (``models.layers.PixelNormalization``) unless
 ``data.normalize_in: pipeline``.
@@ -66,39 +70,38 @@ def base_window(parsed, shape, spec: PipelineSpec):
     return tf.stack([top, left, tf.maximum(1, bottom - top), tf.maximum(1, right - left)])
 
 
-def native_window(window, size: int, random: bool):
-    """A ``size``×``size`` window inside ``window`` (random or centred) when it fits, else ``window``.
-
-    At native resolution nothing needs resizing afterwards: the cheapest crop for pre-sized shards.
+def native_window(window, size: int, seed=None):
+    """A ``size``×``size`` window inside ``window`` (random with ``seed``, else centred) when it fits,
+    else ``window``. At native resolution nothing needs resizing afterwards: the cheapest crop for
+    pre-sized shards.
     """
     fits = tf.logical_and(window[2] >= size, window[3] >= size)
-    if random:
-        dy = tf.random.uniform([], 0, tf.maximum(window[2] - size, 0) + 1, dtype=tf.int32)
-        dx = tf.random.uniform([], 0, tf.maximum(window[3] - size, 0) + 1, dtype=tf.int32)
+    if seed is not None:
+        offsets = tf.random.stateless_uniform([2], seed, 0, 2 ** 30, dtype=tf.int32)
+        dy = offsets[0] % (tf.maximum(window[2] - size, 0) + 1)
+        dx = offsets[1] % (tf.maximum(window[3] - size, 0) + 1)
     else:
         dy, dx = tf.maximum(window[2] - size, 0) // 2, tf.maximum(window[3] - size, 0) // 2
     crop = tf.stack([window[0] + dy, window[1] + dx, size, size])
     return tf.where(fits, crop, window)
 
 
-def random_window(window, step: Step, size: int):
+def random_window(window, step: Step, size: int, seed):
     """The crop step's window: ``random_crop`` (native resolution) or ``random_resized_crop``
     (area fraction ``scale``, aspect ``ratio``), applied with the step's probability."""
+    crop_seed, coin_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     if step.name == "random_crop":
-        crop = native_window(window, size, random=True)
-        if step.probability >= 1.0:
-            return crop
-        return tf.cond(tf.random.uniform([]) < step.probability, lambda: crop, lambda: window)
-    params = step.kwargs
-    region = window
-    begin, size, _ = tf.image.sample_distorted_bounding_box(
-        tf.stack([region[2], region[3], 3]), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-        min_object_covered=0.0, aspect_ratio_range=params.get("ratio", (0.75, 1.333)),
-        area_range=params.get("scale", (0.08, 1.0)), max_attempts=10, use_image_if_no_bounding_boxes=True)
-    crop = tf.stack([window[0] + begin[0], window[1] + begin[1], size[0], size[1]])
+        crop = native_window(window, size, seed=crop_seed)
+    else:
+        params = step.kwargs
+        begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.stack([window[2], window[3], 3]), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+            seed=crop_seed, min_object_covered=0.0, aspect_ratio_range=params.get("ratio", (0.75, 1.333)),
+            area_range=params.get("scale", (0.08, 1.0)), max_attempts=10, use_image_if_no_bounding_boxes=True)
+        crop = tf.stack([window[0] + begin[0], window[1] + begin[1], extent[0], extent[1]])
     if step.probability >= 1.0:
         return crop
-    return tf.cond(tf.random.uniform([]) < step.probability, lambda: crop, lambda: window)
+    return tf.cond(tf.random.stateless_uniform([], coin_seed) < step.probability, lambda: crop, lambda: window)
 
 
 def decode_window(encoded, window, target: int):
@@ -120,7 +123,7 @@ def decode_window(encoded, window, target: int):
     return tf.switch_case(choice, [decoder(ratio) for ratio in DCT_RATIOS])
 
 
-def to_model_input(image, spec: PipelineSpec, training: bool):
+def to_model_input(image, spec: PipelineSpec, seed=None):
     """Resize to the model's size (unless the crop already has it), augment (training, host), normalise.
 
     When no float work is left on the host the image leaves as uint8: a quarter of the bytes through
@@ -129,14 +132,14 @@ def to_model_input(image, spec: PipelineSpec, training: bool):
     size = spec.image_size
     shape = tf.shape(image)
     exact = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
-    augment = training and bool(spec.augment)
+    augment = seed is not None and bool(spec.augment)
     if not (augment or spec.pixels):
         image = tf.cond(exact, lambda: image,
                         lambda: tf.cast(tf.round(tf.image.resize(image, [size, size])), tf.uint8))
         return tf.ensure_shape(image, [size, size, 3])
     image = tf.cond(exact, lambda: tf.cast(image, tf.float32), lambda: tf.image.resize(image, [size, size]))
     if augment:
-        image = apply_host(image / 255.0, spec.augment) * 255.0
+        image = apply_host(image / 255.0, spec.augment, seed) * 255.0
     image = tf.ensure_shape(image, [size, size, 3])
     if spec.pixels:
         from models.layers import normalise_pixels
@@ -181,12 +184,14 @@ def decode(encoded, window, spec: PipelineSpec):
     return decode_window(encoded, window, spec.image_size)
 
 
-def train_example(parsed, spec: PipelineSpec):
+def train_example(parsed, spec: PipelineSpec, seed):
+    """One training example; ``seed`` (shape [2]) drives its crop and augmentation."""
+    crop_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     encoded = parsed[schema.IMAGE]
     window = base_window(parsed, stored_shape(parsed), spec)
     if spec.crop is not None:
-        window = random_window(window, spec.crop, spec.image_size)
-    image = to_model_input(decode(encoded, window, spec), spec, training=True)
+        window = random_window(window, spec.crop, spec.image_size, crop_seed)
+    image = to_model_input(decode(encoded, window, spec), spec, augment_seed)
     if spec.class_weights:
         return image, targets(parsed, spec), sample_weights(parsed, spec)
     return image, targets(parsed, spec)
@@ -196,13 +201,51 @@ def eval_example(parsed, spec: PipelineSpec):
     encoded = parsed[schema.IMAGE]
     window = base_window(parsed, stored_shape(parsed), spec)
     if spec.crop is not None and spec.crop.name == "random_crop":  # evaluate the centre window
-        window = native_window(window, spec.image_size, random=False)
-    return to_model_input(decode(encoded, window, spec), spec, training=False), targets(parsed, spec)
+        window = native_window(window, spec.image_size)
+    return to_model_input(decode(encoded, window, spec), spec), targets(parsed, spec)
 
 
 # --- datasets ---------------------------------------------------------------------------------
 
-def resample(dataset, spec: PipelineSpec, seed: int, shuffle_buffer: int):
+# stateless seeds are (epoch key, stream · 2^40 + number): each use draws from its own stream
+FILE_STREAM, RECORD_STREAM, RESAMPLE_STREAM, EXAMPLE_STREAM = 1, 2, 3, 4
+
+
+def epoch_key(seed: int, epoch):
+    """An int64 key of (run seed, epoch) for an epoch's shuffles and stateless draws."""
+    return tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64)
+
+
+def example_seed(key, stream: int, number):
+    """The stateless seed (shape [2]) of the ``number``-th element of an epoch's ``stream``."""
+    return tf.stack([key, stream * (1 << 40) + tf.cast(number, tf.int64)])
+
+
+def permuted(elements, seed):
+    """The rows of ``elements`` (a tensor or a dict of tensors) in a random order drawn from ``seed``."""
+    count = tf.shape(tf.nest.flatten(elements)[0])[:1]
+    order = tf.argsort(tf.random.stateless_uniform(count, seed))
+    return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda rows: tf.gather(rows, order), elements))
+
+
+def shuffled_files(files: Sequence[str], key):
+    """Every file once per pass, each pass in its own order, endlessly."""
+    names = tf.constant(list(files))
+    return tf.data.Dataset.range(tf.int64.max).flat_map(
+        lambda number: permuted(names, example_seed(key, FILE_STREAM, number)))
+
+
+def block_shuffle(dataset, size: int, key, stream: int):
+    """Shuffle within consecutive blocks of ``size`` elements (memory as a shuffle buffer of that size).
+
+    ``Dataset.shuffle`` cannot take a seed computed per epoch inside the pipeline; a stateless
+    permutation per block can, and with interleaved reads from many shards a block is well mixed.
+    """
+    return dataset.batch(size).enumerate().flat_map(
+        lambda number, block: permuted(block, example_seed(key, stream, number)))
+
+
+def resample(dataset, spec: PipelineSpec, key, shuffle_buffer: int):
     """Class-balanced sampling on ``spec.resample_head`` by repetition, then a shuffle.
 
     Each parsed record is emitted ⌊w⌋ or ⌈w⌉ times (random, mean ``w``, the balanced class weight
@@ -211,15 +254,16 @@ def resample(dataset, spec: PipelineSpec, seed: int, shuffle_buffer: int):
     Unlike ``rejection_resample`` nothing is read only to be thrown away on rare classes.
     """
     table = tf.constant(class_weights_from_counts(spec.resample_counts))
-    key = schema.label_key(spec.resample_head)
+    label = schema.label_key(spec.resample_head)
 
-    def repeated(parsed):
-        weight = tf.gather(table, tf.maximum(tf.cast(parsed[key], tf.int32), 0))
+    def repeated(number, parsed):
+        weight = tf.gather(table, tf.maximum(tf.cast(parsed[label], tf.int32), 0))
         whole = tf.floor(weight)
-        count = whole + tf.cast(tf.random.uniform([], seed=seed) < weight - whole, tf.float32)
+        coin = tf.random.stateless_uniform([], example_seed(key, RESAMPLE_STREAM, number))
+        count = whole + tf.cast(coin < weight - whole, tf.float32)
         return tf.data.Dataset.from_tensors(parsed).repeat(tf.cast(count, tf.int64))
 
-    return dataset.flat_map(repeated).shuffle(shuffle_buffer, seed=seed)
+    return block_shuffle(dataset.enumerate().flat_map(repeated), shuffle_buffer, key, RESAMPLE_STREAM)
 
 
 def read_records(path):
@@ -227,21 +271,38 @@ def read_records(path):
     return tf.data.TFRecordDataset(path, buffer_size=8 << 20)
 
 
-def train_dataset(files: Sequence[str], spec: PipelineSpec, global_batch: int, seed: int,
-                  drop_remainder: bool = True, shuffle_buffer: int = 2048) -> tf.data.Dataset:
-    """Endless, shuffled, augmented training batches (non-deterministic order for speed)."""
-    options = tf.data.Options()
-    options.deterministic = False
-    dataset = tf.data.Dataset.from_tensor_slices(list(files)).shuffle(len(files), seed=seed).repeat()
-    dataset = dataset.interleave(read_records, cycle_length=max(1, min(16, len(files))),
-                                 num_parallel_calls=AUTOTUNE, deterministic=False)
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+def epoch_examples(files: Sequence[str], spec: PipelineSpec, key, shuffle_buffer: int, deterministic: bool):
+    """One epoch's endless stream of training examples, ordered and augmented by ``key`` alone."""
+    dataset = shuffled_files(files, key).interleave(read_records, cycle_length=max(1, min(16, len(files))),
+                                                    num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    dataset = block_shuffle(dataset, shuffle_buffer, key, RECORD_STREAM)
     if spec.resample_head:
         parsed = dataset.map(lambda record: parse(record, spec), num_parallel_calls=AUTOTUNE)
-        dataset = resample(parsed, spec, seed, shuffle_buffer)
-        dataset = dataset.map(lambda parsed: train_example(parsed, spec), num_parallel_calls=AUTOTUNE)
-    else:
-        dataset = dataset.map(lambda record: train_example(parse(record, spec), spec), num_parallel_calls=AUTOTUNE)
+        return resample(parsed, spec, key, shuffle_buffer).enumerate().map(
+            lambda number, parsed: train_example(parsed, spec, example_seed(key, EXAMPLE_STREAM, number)),
+            num_parallel_calls=AUTOTUNE)
+    return dataset.enumerate().map(
+        lambda number, record: train_example(parse(record, spec), spec, example_seed(key, EXAMPLE_STREAM, number)),
+        num_parallel_calls=AUTOTUNE)
+
+
+def train_dataset(files: Sequence[str], spec: PipelineSpec, global_batch: int, seed: int,
+                  examples_per_epoch: Optional[int] = None, first_epoch: int = 0, drop_remainder: bool = True,
+                  shuffle_buffer: int = 2048, deterministic: bool = False) -> tf.data.Dataset:
+    """Endless, shuffled, augmented training batches, epoch by epoch from ``first_epoch``.
+
+    Epoch e is ``examples_per_epoch`` examples (steps × global batch) drawn with the key (seed, e);
+    without ``examples_per_epoch`` the first epoch never ends. ``deterministic: False`` lets parallel
+    reads deliver in whatever order they finish (faster); each epoch still draws its own order and
+    augmentation.
+    """
+    def epoch(index):
+        examples = epoch_examples(files, spec, epoch_key(seed, index), shuffle_buffer, deterministic)
+        return examples.take(examples_per_epoch) if examples_per_epoch else examples
+
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    dataset = tf.data.Dataset.range(first_epoch, tf.int64.max).flat_map(epoch)
     dataset = dataset.batch(global_batch, drop_remainder=drop_remainder)
     return dataset.prefetch(AUTOTUNE).with_options(options)
 

@@ -51,7 +51,7 @@ def best_model_names(config) -> list:
 
 def make_callbacks(config, run, state, stage_index: int, heads):
     from training.callbacks import (EpochSummaries, HeadPrefixedLogs, RunCheckpoint, ResumableEarlyStopping,
-                                    ResumableReduceLROnPlateau, monitor_mode, restore)
+                                    ResumableReduceLROnPlateau, StopOnDivergence, monitor_mode, restore)
 
     # modes are explicit: Keras' "auto" looks for a metric named like the monitor, and ours are per head
     resumable = []
@@ -69,7 +69,18 @@ def make_callbacks(config, run, state, stage_index: int, heads):
     board = EpochSummaries(run.join("logs"))
     checkpoint = RunCheckpoint(run, state, config.training.monitor, best_model_names(config), resumable, stage_index)
     prefix = [HeadPrefixedLogs(next(iter(heads)))] if len(heads) == 1 else []
-    return prefix + resumable + [board, checkpoint]
+    return prefix + [StopOnDivergence(state)] + resumable + [board, checkpoint]
+
+
+def load_checkpoint(run, state: dict):
+    """The last completed epoch's model (weights, optimizer, schedule position, random states)."""
+    import keras
+
+    from training.callbacks import restore_seed_generators
+
+    model = keras.models.load_model(run.join(state["checkpoint"]))
+    restore_seed_generators(model, state.get("seed_generators"))
+    return model
 
 
 def train(config: Config, run, state: dict, context) -> dict:
@@ -85,10 +96,10 @@ def train(config: Config, run, state: dict, context) -> dict:
             continue
         with context.strategy.scope():
             if start > first:  # resume inside this stage: model, optimizer and schedule as saved
-                model = keras.models.load_model(run.join(state["checkpoint"]))
+                model = load_checkpoint(run, state)
             else:
                 if model is None:
-                    model = (keras.models.load_model(run.join(state["checkpoint"])) if start else
+                    model = (load_checkpoint(run, state) if start else
                              setup.new_model(config, context.heads, context.image_size))
                 if stage is not None:
                     setup.apply_stage(model, config, stage)
@@ -109,8 +120,10 @@ def train(config: Config, run, state: dict, context) -> dict:
 class Context:
     """What ``train`` needs besides the config (built once per process)."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, first_epoch: int = 0):
         from training import setup
+        from data_prep.integrity import require_shards
+        from training.metrics import check_monitors
         from training.strategy import choose_strategy, global_batch_size, set_precision
 
         set_precision(config.training.mixed_precision)
@@ -118,24 +131,36 @@ class Context:
         self.strategy = self.choice.strategy
         self.manifest_dir, self.manifest = setup.load_dataset(config)
         self.heads = setup.select_heads(self.manifest, config.data.heads)
+        self.splits = [split for split in (config.data.train_split, config.data.val_split,
+                                           config.training.evaluate_split) if split]
+        require_shards(self.manifest_dir, self.manifest, self.splits)
+        check_monitors(config, self.heads, setup.split_size(self.manifest, config.data.val_split) > 0)
         self.image_size = setup.image_size_for(config)
         self.global_batch = global_batch_size(config.data.batch_size, self.choice.replicas,
                                               config.data.global_batch_size)
         self.spec = setup.pipeline_spec(config, self.manifest, self.heads, self.image_size)
         self.pad = self.choice.on_tpu or self.choice.replicas > 1
-        self.train, self.val = setup.datasets(config, self.manifest_dir, self.manifest, self.spec,
-                                              self.global_batch, self.pad)
         examples = setup.split_size(self.manifest, config.data.train_split)
         self.steps = config.training.steps_per_epoch or max(1, examples // self.global_batch)
+        self.train, self.val = setup.datasets(config, self.manifest_dir, self.manifest, self.spec,
+                                              self.global_batch, self.pad, self.steps, first_epoch)
         heads = ", ".join(f"{head} ({classes})" for head, classes in self.heads.items())
         LOG.info("global batch %d (%d replica(s)); %d steps per epoch; %d px; heads %s", self.global_batch,
                  self.choice.replicas, self.steps, self.image_size, heads)
+
+
+    def reading(self):
+        """Damaged shards found while training or evaluating become one clear error."""
+        from data_prep.integrity import reading_shards
+
+        return reading_shards(self.manifest_dir, self.manifest, self.splits)
 
 
 def start_run(config: Config, out: str):
     """Open (or resume) the run folder; returns ``(run, state)``."""
     from training.run import RunDir
 
+    fs.ensure_writable_folder(out, "--out")
     run = RunDir(out)
     state = run.load_state()
     if state is not None and fs.exists(run.join("config.yaml")):
@@ -145,6 +170,8 @@ def start_run(config: Config, out: str):
             and not fs.exists(run.join("config.yaml")):
         raise UserError(f"--out {out} exists and is not a run folder; choose another --out")
     run.prepare()
+    for folder in (run.path, run.join("checkpoints")):  # leftovers of writes cut short (kill -9, full disk)
+        fs.remove_temporaries(folder)
     fs.write_text_atomic(run.join("config.yaml"), dump_config(config, f"# resolved configuration of {config.name}"))
     return run, state or {}
 
@@ -163,10 +190,11 @@ def fit(config: Config, out: Optional[str] = None) -> dict:
         return json.loads(fs.read_text(run.join("metrics.json"))) if fs.exists(run.join("metrics.json")) else {}
     state["finished"] = False  # more epochs asked for than the finished run had
     keras.utils.set_random_seed(config.training.seed)
-    context = Context(config)
+    context = Context(config, first_epoch=state.get("epoch", 0))
     fs.write_text_atomic(run.join("manifest.json"), json.dumps(context.manifest, indent=2))
-    state = train(config, run, state, context)
-    return finish_run(config, run, state, context)
+    with context.reading():
+        state = train(config, run, state, context)
+        return finish_run(config, run, state, context)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -103,5 +103,9 @@ def copy_atomic(source: str, target: str) -> None:
         fs.write_bytes_atomic(target, fs.read_bytes(source))
         return
     temporary = fs.temporary_name(target)
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

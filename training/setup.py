@@ -88,14 +88,19 @@ def pipeline_spec(config, manifest: dict, heads: Dict[str, int], image_size: int
         class_weights=weights, resample_head=resample_head, resample_counts=resample_counts)
 
 
-def datasets(config, manifest_dir: str, manifest: dict, spec: PipelineSpec, global_batch: int, pad: bool):
-    """(training, validation or None) datasets; ``pad`` fills the last validation batch (several replicas, TPU)."""
+def datasets(config, manifest_dir: str, manifest: dict, spec: PipelineSpec, global_batch: int, pad: bool,
+             steps_per_epoch: int, first_epoch: int = 0):
+    """(training, validation or None) datasets; training starts at ``first_epoch`` (a resumed run draws
+    that epoch's order and augmentation, not the first epoch's again); ``pad`` fills the last
+    validation batch (several replicas, TPU)."""
     data = config.data
     if split_size(manifest, data.train_split) == 0:
         raise UserError(f"data.train_split: the manifest has no {data.train_split!r} examples "
                         f"(splits: {', '.join(manifest['splits'])})")
     train = train_dataset(split_files(manifest_dir, manifest, data.train_split), spec, global_batch,
-                          config.training.seed, drop_remainder=True, shuffle_buffer=data.shuffle_buffer)
+                          config.training.seed, examples_per_epoch=steps_per_epoch * global_batch,
+                          first_epoch=first_epoch, shuffle_buffer=data.shuffle_buffer,
+                          deterministic=data.deterministic)
     val = None
     if split_size(manifest, data.val_split):
         val = eval_dataset(split_files(manifest_dir, manifest, data.val_split), spec, global_batch,

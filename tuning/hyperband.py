@@ -20,18 +20,11 @@ from common import fs
 from common.cli import quiet_tensorflow, run_main, setup_logging
 from common.errors import UserError, describe_choices
 from training.config import load_config, to_plain
+from training.metrics import reported_metrics
 
 LOG = logging.getLogger("tuning.hyperband")
 ALGORITHMS = ("hyperband", "bayesian", "random")
 STATE = "search.json"
-
-
-def reported_metrics(heads, has_validation: bool) -> list:
-    """The names a trial reports: loss and per-head loss/accuracy/top-5, with val_ variants."""
-    names = ["loss"]
-    for head, classes in heads.items():
-        names += [f"{head}_loss", f"{head}_accuracy"] + ([f"{head}_top5"] if classes > 5 else [])
-    return names + ([f"val_{name}" for name in names] if has_validation else [])
 
 
 def check_options(args, heads, has_validation: bool) -> None:

@@ -63,7 +63,7 @@ class CarHyperModel(keras_tuner.HyperModel):
         global_batch, steps = self._sizes(config)
         spec = setup.pipeline_spec(config, self.context.manifest, self.context.heads, setup.image_size_for(config))
         train, val = setup.datasets(config, self.context.manifest_dir, self.context.manifest, spec, global_batch,
-                                    self.context.pad)
+                                    self.context.pad, steps, first_epoch=kwargs.get("initial_epoch", 0))
         callbacks = list(kwargs.pop("callbacks", []))
         if len(self.context.heads) == 1:  # same metric names as multi-head runs, before keras-tuner reads them
             callbacks.insert(0, HeadPrefixedLogs(next(iter(self.context.heads))))

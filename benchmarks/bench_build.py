@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import io
+import json
 import multiprocessing
 import os
 import platform
@@ -26,6 +27,15 @@ import subprocess
 import sys
 import threading
 import time
+
+from PIL import Image
+from PIL import __version__ as pil
+
+from data_prep.build import build_dataset
+from data_prep.datasets import read_dataset
+from data_prep.images import ImageOptions, ImageTask, process
+from data_prep.options import BuildOptions
+from data_prep.synthetic import generate
 
 MEBI = 1024 * 1024
 
@@ -40,8 +50,7 @@ def machine() -> str:
         memory = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024
     except OSError:
         memory = 0
-    import tensorflow as tf
-    from PIL import __version__ as pil
+    import tensorflow as tf  # heavy: only here (this module's functions also run in image workers)
 
     return (f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM; Python {platform.python_version()}, "
             f"TensorFlow {tf.__version__}, Pillow {pil}")
@@ -49,10 +58,7 @@ def machine() -> str:
 
 def make_dataset(root: str, images: int) -> int:
     """Synthetic Stanford Cars (devkit layout) with about ``images`` 800×600 pictures, no bad files."""
-    from data_prep.synthetic import generate
-
     if os.path.exists(os.path.join(root, "SYNTHETIC.json")):
-        import json
         return json.load(open(os.path.join(root, "SYNTHETIC.json")))["images"]
     classes = 50
     per_class = max(1, round(images / classes / 1.05))
@@ -61,8 +67,6 @@ def make_dataset(root: str, images: int) -> int:
 
 
 def naive_pil(path: str, max_side: int) -> int:
-    from PIL import Image
-
     image = Image.open(path).convert("RGB")
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
@@ -71,8 +75,6 @@ def naive_pil(path: str, max_side: int) -> int:
 
 
 def same_work(path: str, max_side: int) -> int:
-    from data_prep.images import ImageOptions, ImageTask, process
-
     return len(process(ImageTask(path, None), ImageOptions(max_side=max_side)).encoded)
 
 
@@ -87,9 +89,6 @@ def ceiling(paths, function, max_side: int, workers: int) -> float:
 
 
 def timed_build(root: str, out: str, workers: int, max_side) -> tuple:
-    from data_prep.build import build_dataset
-    from data_prep.options import BuildOptions
-
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     manifest = build_dataset(BuildOptions(dataset="stanford_cars", root=root, out=out, workers=workers,
@@ -158,8 +157,6 @@ def main() -> None:
     print(f"machine: {machine()}")
     count = make_dataset(big, args.images)
     make_dataset(small, args.small)
-    from data_prep.readers import read_dataset
-
     table = read_dataset("stanford_cars", big).table
     paths = [os.path.join(big, path) for path in table["image_path"]]
     print(f"dataset: {count} synthetic 800×600 JPEGs; --max-side {args.max_side}; {workers} workers\n")

@@ -17,16 +17,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import time
+
+from common.cli import quiet_tensorflow
+from data_prep.build import build_dataset
+from data_prep.manifest import load_manifest
+from data_prep.options import BuildOptions
+from data_prep.synthetic import GROUND_TRUTH, generate
+from eval.export import export
+from eval.predict import Recogniser, predict_files
+from models.build import build_model
+from training.config import ModelConfig
+from training.run import save_model_atomic
 
 
 def prepare(work: str):
     """A synthetic dataset (for the manifest and the photos) built once."""
-    from data_prep.build import build_dataset
-    from data_prep.options import BuildOptions
-    from data_prep.synthetic import GROUND_TRUTH, generate
-
     raw, shards = os.path.join(work, "raw"), os.path.join(work, "shards")
     if not os.path.exists(os.path.join(raw, GROUND_TRUTH)):
         generate("stanford_cars", raw, "devkit", makes=6, models_per_make=4, images_per_model=3, seed=0,
@@ -41,13 +49,6 @@ def prepare(work: str):
 
 def build(shards: str, backbone: str, size: int) -> str:
     """``<shards>/<backbone>_<size>/model.keras`` (with the manifest copied beside it)."""
-    import shutil
-
-    from data_prep.manifest import load_manifest
-    from models.build import build_model
-    from training.config import ModelConfig
-    from training.run import save_model_atomic
-
     folder = os.path.join(shards, f"{backbone}_{size}")
     path = os.path.join(folder, "model.keras")
     if not os.path.exists(path):
@@ -61,8 +62,6 @@ def build(shards: str, backbone: str, size: int) -> str:
 
 
 def measure(model_path: str, photos, repeats: int, batch: int, threads: int) -> dict:
-    from eval.predict import Recogniser, predict_files
-
     recogniser = Recogniser(model_path, threads=threads)
     for path in photos[:3]:  # warm-up: tracing, allocation
         predict_files(recogniser, [path], 3)
@@ -82,8 +81,6 @@ def measure(model_path: str, photos, repeats: int, batch: int, threads: int) -> 
 
 
 def main() -> None:
-    from common.cli import quiet_tensorflow
-
     quiet_tensorflow()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", default="custom_cnn:64,mobilenet_v2:224,efficientnet_b0:224",
@@ -93,8 +90,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--work", default="bench_out/predict")
     args = parser.parse_args()
-    from eval.export import export
-
     shards, photos = prepare(args.work)
     print(f"{len(photos)} photos of 800×600; {args.repeats} single-photo calls; batches of {args.batch}; "
           f"{args.threads} threads\n")

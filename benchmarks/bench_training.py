@@ -21,15 +21,27 @@ import os
 import statistics
 import time
 
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.bench_build import machine
+from data_prep import schema
+from data_prep.build import build_dataset
+from data_prep.manifest import load_manifest, shard_paths
+from data_prep.options import BuildOptions
+from data_prep.synthetic import GROUND_TRUTH, generate
+from training import callbacks as run_callbacks
+from training.config import config_from_dict
+from training.data import split_files
+from training.plan import compile_model, make_plan, new_model, training_data
+from training.trainer import fit
+
 BATCH, SIZE = 64, 224
 
 
 def prepare(work: str, images: int):
     """Synthetic 800×600 dataset, shards with and without --max-side 320, and report-004-style shards."""
-    from data_prep.build import build_dataset
-    from data_prep.options import BuildOptions
-    from data_prep.synthetic import GROUND_TRUTH, generate
-
     raw = os.path.join(work, "raw")
     if not os.path.exists(os.path.join(raw, GROUND_TRUTH)):
         generate("stanford_cars", raw, "devkit", makes=10, models_per_make=5, images_per_model=max(1, images // 52),
@@ -45,12 +57,6 @@ def prepare(work: str, images: int):
 
 def write_report004_shards(source: str, out: str) -> list:
     """The same JPEGs in report 004's record format: 163 + 1,716 one-hot floats per record."""
-    import numpy as np
-    import tensorflow as tf
-
-    from data_prep import schema
-    from data_prep.manifest import load_manifest, shard_paths
-
     manifest = load_manifest(source)
     os.makedirs(out, exist_ok=True)
     paths = []
@@ -75,8 +81,6 @@ def write_report004_shards(source: str, out: str) -> list:
 
 def report004_reader(files):
     """Report 004's pipeline (Fig. 12–14), with its augmentation on batches."""
-    import tensorflow as tf
-
     auto = tf.data.AUTOTUNE
 
     def read_tfrecord(example):
@@ -114,27 +118,18 @@ def ours(folder: str, on_host: bool = True, native_crop: bool = False):
     photometric operations left to the device: the host then decodes, resizes, emits uint8.
     ``native_crop``: the "report004_as_written" preset, whose random_crop(224) is a native-resolution
     crop on 320-px shards: the host decodes just that window and resizes nothing."""
-    from data_prep.manifest import load_manifest
-    from training.augment import PRESETS, crop_step
-    from training.data import PipelineSpec, split_files, train_dataset
-
-    manifest = load_manifest(folder)
-    heads = tuple(manifest["heads"])
-    steps = PRESETS["report004_as_written" if native_crop else "report004"]
-    spec = PipelineSpec(heads, {h: manifest["heads"][h]["num_classes"] for h in heads}, SIZE,
-                        augment=steps if on_host else (), crop=crop_step(steps))
-    return train_dataset(split_files(folder, manifest, "train"), spec, BATCH, seed=0)
+    config = config_from_dict({
+        "name": "pipeline", "model": {"backbone": "custom_cnn", "weights": "none"},
+        "data": {"shards": folder, "image_size": SIZE, "global_batch_size": BATCH,
+                 "augment": "report004_as_written" if native_crop else "report004",
+                 "augment_on": "host" if on_host else "device"},
+        "training": {"steps_per_epoch": 1000, "evaluate_split": None}})
+    return training_data(make_plan(config))[0]
 
 
 def decode_only(folder: str, deliver: bool = True):
     """Parse and decode, nothing else. ``deliver``: the decoded pixels come out in (padded) batches,
     as any pipeline must deliver them; otherwise only each image's shape (the pixels are dropped)."""
-    import tensorflow as tf
-
-    from data_prep import schema
-    from data_prep.manifest import load_manifest
-    from training.data import split_files
-
     manifest = load_manifest(folder)
     heads = list(manifest["heads"])
 
@@ -175,8 +170,6 @@ def epoch_times(shards: str, work: str, epochs: int = 5, rounds: int = 3):
 
 
 def bench_config(shards: str, epochs: int):
-    from training.config import config_from_dict
-
     return config_from_dict({
         "name": "bench", "data": {"shards": shards, "image_size": 96, "batch_size": 32, "augment": "basic"},
         "model": {"backbone": "custom_cnn", "weights": "none", "head": "linear"},
@@ -185,9 +178,6 @@ def bench_config(shards: str, epochs: int):
 
 
 def fit_epoch_times(shards: str, work: str, epochs: int) -> list:
-    from training import callbacks as run_callbacks
-    from training.fit import fit
-
     stamps = []
     original = run_callbacks.RunCheckpoint.on_epoch_end
 
@@ -204,19 +194,14 @@ def fit_epoch_times(shards: str, work: str, epochs: int) -> list:
 
 
 def bare_epoch_times(shards: str, epochs: int) -> list:
-    import keras
-
-    from training import setup
-    from training.fit import Context
-
     config = bench_config(shards, epochs)
-    context = Context(config)
+    plan = make_plan(config)
     keras.utils.set_random_seed(config.training.seed)
-    model = setup.new_model(config, context.heads, context.image_size)
-    setup.compile_model(model, config, context.manifest, context.heads, context.global_batch, context.steps, epochs)
+    model = compile_model(new_model(plan), plan)
+    train, val = training_data(plan)
     stamps = []
     timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: stamps.append(time.perf_counter()))
-    model.fit(context.train, validation_data=context.val, epochs=epochs, steps_per_epoch=context.steps,
+    model.fit(train, validation_data=val, epochs=epochs, steps_per_epoch=plan.steps_per_epoch,
               callbacks=[timer], verbose=0, shuffle=False)
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
@@ -227,8 +212,6 @@ def main() -> None:
     parser.add_argument("--work", default=os.path.join("bench_out", "training"))
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from benchmarks.bench_build import machine
-
     print(f"machine: {machine()}")
     shards = prepare(args.work, args.images)
     rows = [("decode only (ceiling), full-size shards", throughput(decode_only(shards["full"]))),

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import tempfile
 from typing import Callable, Optional, Sequence
 
 from common.errors import UserError
@@ -42,9 +44,6 @@ def filtered_stderr(markers=STARTUP_CHATTER):
     logging is set up and LiteRT announces its CPU delegate unconditionally; real warnings and
     errors are passed on unchanged.
     """
-    import os
-    import tempfile
-
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -61,9 +60,9 @@ def filtered_stderr(markers=STARTUP_CHATTER):
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's start-up chatter (user output stays readable): import it once, filtered."""
-    import os
+    """Silence TensorFlow's start-up chatter (user output stays readable): import it once, filtered.
 
+    TensorFlow is heavy and image workers never need it, so it is imported here, on request."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return

@@ -27,10 +27,11 @@ from common.lock import folder_lock
 from data_prep import dedup, labels as label_ops, manifest as manifest_io
 from data_prep.images import ImageTask, Processed
 from data_prep.options import BuildOptions, parse_fractions
-from data_prep.readers import ReadOptions, get_dataset, read_dataset
+from data_prep.datasets import DATASETS, read_dataset
+from data_prep.readers import ReadOptions
 from data_prep.shards import (ShardInputs, ShardPlan, estimate_bytes_per_image, hash_images, plan_split,
                               shard_count_for_split, write_shards)
-from data_prep.splits import assign_splits
+from data_prep.splits import SPLITTERS, assign_splits
 from data_prep.table import BBOX_COLUMNS, DatasetTable, concat_rejects, make_rejects, summarize_rejects
 
 LOG = logging.getLogger("data_prep.build")
@@ -94,7 +95,7 @@ def clear_output(out: str) -> None:
 def select_rows(data: DatasetTable, options: BuildOptions):
     """Keep the official split's rows when asked and drop rare classes; return what was set aside."""
     excluded = 0
-    if options.split == "official":
+    if SPLITTERS.get(options.split).official:
         keep = data.table["source_split"].isin(["train", "test"])
         excluded = int((~keep).sum())
         if excluded and keep.any():
@@ -137,7 +138,7 @@ def grouped_hashes(tasks: Sequence[ImageTask], threshold: int, workers: int, pro
 def create_plan(options: BuildOptions, data: DatasetTable, labels: pd.DataFrame, tasks) -> dict:
     """Assign splits, shuffle, size the shards; the plan is what a resumed run repeats exactly."""
     groups, hashes = None, {}
-    if options.split == "grouped":
+    if SPLITTERS.get(options.split).grouped:
         groups, hashes = grouped_hashes(tasks, options.hamming_threshold, options.workers, options.progress)
     assignment = assign_splits(options.split, labels["model"].to_numpy(), data.table["source_split"].to_numpy(),
                                options.val_fraction, options.test_fraction, options.seed, groups, options.val_from)
@@ -258,13 +259,13 @@ def _build(options: BuildOptions) -> dict:
     if state == "done":
         LOG.info("%s already holds this build; nothing to do", options.out)
         return manifest_io.load_manifest(options.out)
-    spec = get_dataset(options.dataset)
+    spec = DATASETS.get(options.dataset)
     data = read_dataset(options.dataset, options.root, options.layout, ReadOptions(clean_names=options.clean_names))
     LOG.info("read %d images (%s layout), %d rejected while reading", len(data.table), data.layout, len(data.rejected))
     data, excluded, dropped = select_rows(data, options)
     vocabularies = label_ops.make_vocabularies(data, spec.heads)
     labels = label_ops.encode_labels(data, vocabularies)
-    tasks = make_tasks(data, want_hash=options.split != "grouped")
+    tasks = make_tasks(data, want_hash=not SPLITTERS.get(options.split).grouped)
     if state == "resume":
         plan = load_plan(options, data, labels)
     else:

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 from common import fs
 from data_prep.matfile import cell_strings, load_mat
-from data_prep.readers import DATASETS, DatasetSpec, Layout, ReadOptions, first_existing
+from data_prep.readers import Layout, ReadOptions, first_existing
 from data_prep.table import DatasetTable, make_rejects, make_table
 
 DATASET = "compcars"
@@ -196,10 +196,5 @@ def read(base: str, options: ReadOptions) -> DatasetTable:
                         rejected=make_rejects(rejects), heads=HEADS, notes=notes)
 
 
-DATASETS.register(DATASET)(DatasetSpec(
-    name=DATASET,
-    layouts=(Layout("web_nature", "image/, label/ and misc/ under the root, root/data/ or root/data/data/",
-                    locate, read),),
-    heads=HEADS,
-    default_split="stratified",
-))
+WEB_NATURE = Layout("web_nature", "image/, label/ and misc/ under the root, root/data/ or root/data/data/",
+                    locate, read)

@@ -7,9 +7,10 @@ from typing import Optional, Tuple
 
 from common import fs
 from common.errors import UserError
+from data_prep.datasets import DATASETS
 from data_prep.images import ImageOptions
+from data_prep.splits import SPLITTERS
 
-DEFAULT_FRACTIONS = {"official": (0.1, None), "stratified": (0.15, 0.15), "grouped": (0.15, 0.15)}
 # Options that do not change what is written: a re-run may change them and still resume.
 RUNTIME_ONLY = ("out", "workers", "max_reject_fraction", "accept_rejects", "overwrite", "progress")
 
@@ -45,23 +46,17 @@ class BuildOptions:
 
     def resolved(self) -> "BuildOptions":
         """Fill dataset defaults and validate every field (errors name the flag and the rule)."""
-        from data_prep.readers import get_dataset
-        from data_prep.splits import SPLITTERS
-
-        spec = get_dataset(self.dataset)
-        split = self.split or spec.default_split
-        if split not in SPLITTERS:
-            from common.errors import describe_choices
-            raise UserError("--split: " + describe_choices("split", split, SPLITTERS.names()))
-        default_val, default_test = DEFAULT_FRACTIONS[split]
-        if split == "official" and self.test_fraction is not None:
-            raise UserError("--test-fraction does not apply to --split official (the dataset's own "
+        spec = DATASETS.get(self.dataset)
+        split = SPLITTERS.canonical(self.split or spec.default_split)
+        method = SPLITTERS.get(split)
+        if method.official and self.test_fraction is not None:
+            raise UserError(f"--test-fraction does not apply to --split {split} (the dataset's own "
                             "test set is used); use --split stratified to choose test fractions")
         resolved = dataclasses.replace(
             self, split=split,
-            val_fraction=default_val if self.val_fraction is None else self.val_fraction,
-            test_fraction=(0.0 if split == "official" else
-                           default_test if self.test_fraction is None else self.test_fraction),
+            val_fraction=method.default_val if self.val_fraction is None else self.val_fraction,
+            test_fraction=(0.0 if method.official else
+                           method.default_test if self.test_fraction is None else self.test_fraction),
             root=self.root if fs.is_remote(self.root) else os.path.abspath(self.root),
         )
         resolved.validate()
@@ -75,7 +70,7 @@ class BuildOptions:
              "less than 1 (something must be left to train on)", self.val_fraction + self.test_fraction),
             (self.min_images >= 0, "--min-images", "0 or more", self.min_images),
             (self.val_from in ("train", "test"), "--val-from", "train or test", self.val_from),
-            (self.val_from == "train" or self.split == "official", "--val-from test",
+            (self.val_from == "train" or SPLITTERS.get(self.split).official, "--val-from test",
              "--split official (the other splits cut validation from all images)", self.split),
             (self.max_side is None or self.max_side >= 16, "--max-side", "at least 16 pixels", self.max_side),
             (self.crop in (None, "bbox"), "--crop", "'bbox'", self.crop),

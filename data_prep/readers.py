@@ -1,9 +1,10 @@
-"""Dataset readers by name, each with its on-disk layouts, and automatic layout detection.
+"""What a dataset reader is: its on-disk layouts, and automatic layout detection.
 
-A dataset module registers a :class:`DatasetSpec`; every layout knows how to *locate* its base
-folder below the root the user gave (``None`` when it is not there) and how to *read* it into a
-:class:`~data_prep.table.DatasetTable`. ``read_dataset`` tries the layouts in order, or the one forced
-with ``--layout``, and otherwise fails with what it looked for and what the root contains.
+A dataset (:mod:`data_prep.datasets` registers them by name) is a :class:`DatasetSpec` with its
+layouts; every layout knows how to *locate* its base folder below the root the user gave (``None``
+when it is not there) and how to *read* it into a :class:`~data_prep.table.DatasetTable`.
+``locate_layout`` tries the layouts in order, or the one forced with ``--layout``, and otherwise
+fails with what it looked for and what the root contains.
 """
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from typing import Callable, Optional, Tuple
 
 from common import fs
 from common.errors import UserError, describe_choices
-from common.registry import Registry
-from data_prep.table import DatasetTable, check_unique_ids
+from data_prep.table import DatasetTable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,35 +45,6 @@ class DatasetSpec:
     layouts: Tuple[Layout, ...]
     heads: Tuple[str, ...]
     default_split: str
-
-
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
-
-
-def get_dataset(name: str) -> DatasetSpec:
-    """The registered dataset ``name`` (importing the reader modules on first use)."""
-    _import_readers()
-    try:
-        return DATASETS.get(name)
-    except ValueError as error:
-        raise UserError(f"--dataset: {error}") from None
-
-
-def _import_readers() -> None:
-    # The modules register themselves; importing here avoids a cycle with this module.
-    from data_prep import compcars, stanford_cars, stanford_kaggle  # noqa: F401
-
-
-def read_dataset(name: str, root: str, layout: Optional[str] = None,
-                 options: ReadOptions = ReadOptions()) -> DatasetTable:
-    """Read dataset ``name`` below ``root`` into the uniform table (layout detected unless given)."""
-    spec = get_dataset(name)
-    if not fs.isdir(root):
-        raise UserError(f"--root: {root!r} is not a folder (expected the {name} dataset root)")
-    chosen, base = locate_layout(spec, root, layout)
-    result = chosen.read(base, options)
-    check_unique_ids(result.table)
-    return result
 
 
 def locate_layout(spec: DatasetSpec, root: str, forced: Optional[str] = None):

@@ -16,11 +16,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from common import fs
 from common.errors import UserError
 from data_prep import schema
-from data_prep.images import ImageOptions, ImageTask, Processed, Rejected, process, process_batch
+from data_prep.images import ImageOptions, ImageTask, Processed, Rejected, hash_batch, process, process_batch
 from data_prep.parallel import bind, ordered_map, worker_pool
 
 ESTIMATE_SAMPLE = 32
@@ -128,8 +129,7 @@ def write_shard(out: str, plan: ShardPlan, results: Iterator, inputs: ShardInput
 def write_shards(out: str, plans: Sequence[ShardPlan], inputs: ShardInputs, options: ImageOptions,
                  workers: int, show_progress: bool = True) -> Dict[str, dict]:
     """Write every shard not finished yet; return ``{shard name: part}`` for all shards."""
-    import tensorflow  # imported before the progress bar starts: it takes seconds
-    from tqdm import tqdm
+    import tensorflow  # heavy: data_prep imports it only to write (imported before the progress bar starts)
 
     fs.makedirs(fs.join(out, ".build", "parts"))
     fs.remove_temporaries(out)
@@ -157,10 +157,6 @@ def write_shards(out: str, plans: Sequence[ShardPlan], inputs: ShardInputs, opti
 
 def hash_images(tasks: Sequence[ImageTask], workers: int, show_progress: bool = True) -> List:
     """Perceptual hashes (or rejections) of all images, in order — the grouped split's pre-pass."""
-    from tqdm import tqdm
-
-    from data_prep.images import hash_batch
-
     with worker_pool(workers) as pool:
         results = ordered_map(pool, hash_batch, tasks, batch_size=16, window=max(4, 4 * workers))
         return list(tqdm(results, total=len(tasks), unit="img", desc="hashing", disable=not show_progress))

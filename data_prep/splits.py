@@ -9,8 +9,9 @@ needs two members per class) rather than failing the whole build.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,8 +19,33 @@ from common.errors import UserError
 from common.registry import Registry
 
 LOG = logging.getLogger(__name__)
-SPLITTERS = Registry("split")
 TRAIN, VAL, TEST = "train", "val", "test"
+
+
+@dataclasses.dataclass(frozen=True)
+class Splitter:
+    """A split method: ``assign(labels, source_splits, val_fraction, test_fraction, seed, groups,
+    val_from)`` → train/val/test per row; whether it keeps the dataset's own train/test (rows outside
+    it are left out, and there is no test fraction to choose); whether it needs near-duplicate groups;
+    its default validation and test fractions."""
+
+    assign: Callable
+    official: bool = False
+    grouped: bool = False
+    default_val: float = 0.15
+    default_test: Optional[float] = 0.15
+
+
+SPLITTERS: Registry[Splitter] = Registry("split", where="--split")
+
+
+def splitter(name: str, **properties):
+    """Register the decorated assignment function as the split method ``name``."""
+    def register(assign: Callable) -> Callable:
+        SPLITTERS.register(name)(Splitter(assign, **properties))
+        return assign
+
+    return register
 
 
 def stratify_labels(labels: np.ndarray) -> Optional[np.ndarray]:
@@ -68,7 +94,7 @@ def three_way(indices: np.ndarray, labels: np.ndarray, val_fraction: float, test
     return assignment
 
 
-@SPLITTERS.register("official")
+@splitter("official", official=True, default_val=0.1, default_test=None)
 def official_split(labels, source_splits, val_fraction, test_fraction, seed, groups=None, val_from=TRAIN):
     """Dataset's train/test; validation carved (stratified) from train, or from test as report 003
     did (half of Stanford's test set). Rows without a source split get ``None``."""
@@ -84,15 +110,15 @@ def official_split(labels, source_splits, val_fraction, test_fraction, seed, gro
     return assignment
 
 
-@SPLITTERS.register("stratified")
-def stratified_split(labels, source_splits, val_fraction, test_fraction, seed, groups=None):
+@splitter("stratified")
+def stratified_split(labels, source_splits, val_fraction, test_fraction, seed, groups=None, val_from=TRAIN):
     """Random split stratified on ``labels`` with scikit-learn (the reports' 67.5/22.5/10, 70/15/15)."""
     labels = np.asarray(labels)
     return three_way(np.arange(len(labels)), labels, val_fraction, test_fraction, seed)
 
 
-@SPLITTERS.register("grouped")
-def grouped_split(labels, source_splits, val_fraction, test_fraction, seed, groups=None):
+@splitter("grouped", grouped=True)
+def grouped_split(labels, source_splits, val_fraction, test_fraction, seed, groups=None, val_from=TRAIN):
     """Stratified split of whole near-duplicate groups: a group never straddles two splits.
 
     Each group takes its most frequent label; per label, groups (largest first, ties in random
@@ -133,11 +159,8 @@ def most_frequent(values: np.ndarray):
 
 def assign_splits(method: str, labels: Sequence[int], source_splits: Sequence, val_fraction: float,
                   test_fraction: float, seed: int, groups=None, val_from: str = TRAIN) -> np.ndarray:
-    """Assign every row to ``train``/``val``/``test`` (or ``None``: not part of the split)."""
-    try:
-        splitter = SPLITTERS.get(method)
-    except ValueError as error:
-        raise UserError(f"--split: {error}") from None
-    if method == "official":
-        return splitter(labels, source_splits, val_fraction, test_fraction, seed, groups=groups, val_from=val_from)
-    return splitter(labels, source_splits, val_fraction, test_fraction, seed, groups=groups)
+    """Assign every row to ``train``/``val``/``test`` (or ``None``: not part of the split).
+
+    Every splitter takes the same arguments (``val_from`` matters to ``official`` only)."""
+    return SPLITTERS.get(method).assign(labels, source_splits, val_fraction, test_fraction, seed, groups=groups,
+                                        val_from=val_from)

@@ -14,7 +14,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from common import fs
 from common.errors import UserError
 from data_prep.matfile import cell_strings, load_mat, struct_fields, struct_records
-from data_prep.readers import DATASETS, DatasetSpec, Layout, ReadOptions, first_existing
+from data_prep.readers import Layout, ReadOptions, first_existing
 from data_prep.stanford_names import CarName, parse_class_name
 from data_prep.table import DatasetTable, make_rejects, make_table
 
@@ -176,18 +176,8 @@ def read_car_ims(base: str, options: ReadOptions) -> DatasetTable:
     return finish("car_ims", base, rows, rejects, {"bbox": "annotated"})
 
 
-def register(kaggle_layout: Layout) -> None:
-    """Register the dataset once the Kaggle layout (other module) is defined."""
-    DATASETS.register(DATASET)(DatasetSpec(
-        name=DATASET,
-        layouts=(
-            Layout("devkit", "devkit/cars_meta.mat (or car_devkit/devkit/) with cars_train/ "
-                   "and cars_test/", locate_devkit, read_devkit),
-            Layout("torchvision", "stanford_cars/devkit/cars_meta.mat with stanford_cars/cars_train/",
-                   locate_torchvision, read_torchvision),
-            Layout("car_ims", "cars_annos.mat next to car_ims/", locate_car_ims, read_car_ims),
-            kaggle_layout,
-        ),
-        heads=HEADS,
-        default_split="official",
-    ))
+DEVKIT = Layout("devkit", "devkit/cars_meta.mat (or car_devkit/devkit/) with cars_train/ and cars_test/",
+                locate_devkit, read_devkit)
+TORCHVISION = Layout("torchvision", "stanford_cars/devkit/cars_meta.mat with stanford_cars/cars_train/",
+                     locate_torchvision, read_torchvision)
+CAR_IMS = Layout("car_ims", "cars_annos.mat next to car_ims/", locate_car_ims, read_car_ims)

@@ -21,9 +21,7 @@ from typing import Dict, List, Optional, Tuple
 from common import fs
 from common.errors import UserError
 from data_prep.readers import Layout, ReadOptions, first_existing
-from data_prep.stanford_cars import (
-    class_rows, finish, listed_files, official_class_names, register, relative,
-)
+from data_prep.stanford_cars import class_rows, finish, listed_files, official_class_names, relative
 from data_prep.stanford_names import folder_key
 from data_prep.table import DatasetTable
 
@@ -172,10 +170,10 @@ def read_class_folders(base: str, options: ReadOptions) -> DatasetTable:
     return finish("kaggle", base, rows, rejects, notes)
 
 
-register(Layout(
+KAGGLE = Layout(
     "kaggle",
-    "class folders car_data/car_data/{train,test}/<class>/ (or car_data/ or the root) with optional "
+    "class folders car_data/car_data/{train,test}/<class> (or car_data/ or the root) with optional "
     "anno_train.csv, anno_test.csv, names.csv",
     locate_class_folders,
     read_class_folders,
-))
+)

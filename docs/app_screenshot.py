@@ -9,6 +9,10 @@ import os
 import socket
 import sys
 
+from common.browser import fill_form, open_page
+from eval.app import FormFiller, build_app, launch
+from eval.predict import Recogniser
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODEL = "runs/demo/model.keras"
@@ -17,10 +21,6 @@ OUT = "docs/app_screenshot.png"
 
 
 def main() -> int:
-    from common.browser import fill_form, open_page
-    from eval.app import FormFiller, build_app, launch
-    from eval.predict import Recogniser
-
     truth = json.load(open(os.path.join(PHOTOS, "SYNTHETIC.json")))
     bad = set(truth["bad_files"].values())
     same_car = sorted(path for path, label in truth["class_of"].items() if label == 5 and path not in bad)[:2]

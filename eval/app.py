@@ -20,8 +20,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from common.cli import quiet_tensorflow, run_main
+from common.cli import run_main
 from common.errors import UserError
+from eval.images import load_image
+from eval.predict import Recogniser, implied_make, top_k
 
 # the listing form's fields, in order: (head, label)
 FIELDS = (("make", "Make"), ("model", "Model"), ("year", "Year"), ("type", "Body type"))
@@ -102,8 +104,6 @@ class FormFiller:
     def read(self, paths: Sequence[str]):
         """``(images, problems)`` for the uploaded files, in order; files over the size limit and
         pictures over the pixel limit are problems, never decoded."""
-        from eval.images import load_image
-
         images, problems = [], []
         for path in paths:
             megabytes = os.path.getsize(path) / 1e6 if os.path.exists(path) else 0.0
@@ -128,8 +128,6 @@ class FormFiller:
         return {head: np.concatenate(parts).mean(axis=0) for head, parts in per_head.items()}
 
     def form(self, probs: Dict[str, np.ndarray], photos: int, problems: List[str]) -> Form:
-        from eval.predict import implied_make, top_k
-
         fields, notes = [], []
         for head, label in self.fields:
             alternatives = top_k(probs[head], self.recogniser.names[head], self.top_k)
@@ -245,11 +243,8 @@ def parse_args(argv: Optional[Sequence[str]]):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
     args = parse_args(argv)
     gradio()  # fail early, before loading the model, when the extra is missing
-    from eval.predict import Recogniser
-
     limits = Limits(args.max_photos, args.max_megabytes, args.max_megapixels, args.concurrency, args.queue_size)
     filler = FormFiller(Recogniser(args.model, args.data), args.min_confidence, args.top_k, limits)
     launch(build_app(filler), limits, args.host, args.port, args.share)

@@ -13,9 +13,14 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+import pandas as pd
+
 from common import fs
 from common.cli import run_main
 from common.errors import UserError, describe_choices
+from eval.datasource import parent
+from eval.published import PUBLISHED
+from training.config import read_yaml
 
 METRICS = {
     "accuracy": ("accuracy",), "top5": ("top5",), "loss": ("loss",), "ece": ("calibration", "ece"),
@@ -34,9 +39,7 @@ def _metrics_file(path: str) -> str:
     return candidate
 
 
-def _config_name(folder: str) -> Optional[str]:
-    from training.config import read_yaml
-
+def config_name(folder: str) -> Optional[str]:
     path = fs.join(folder, "config.yaml")
     if fs.exists(path):
         try:
@@ -49,11 +52,9 @@ def _config_name(folder: str) -> Optional[str]:
 
 def _model_name(model: str) -> str:
     """The run's config name for a model inside a run (or export) folder, else the file's stem."""
-    from eval.datasource import parent
-
     folder = model.rstrip("/") if fs.isdir(model) else parent(model)
     for candidate in (folder, parent(folder)):
-        name = _config_name(candidate)
+        name = config_name(candidate)
         if name:
             return name
     return os.path.splitext(os.path.basename(os.path.normpath(model)))[0]
@@ -73,15 +74,13 @@ def read_row(path: str) -> dict:
         key = _model_name(metrics["model"]) + (" kNN" if metrics.get("retrieval") else "")
         name = key + (" TTA" if metrics.get("tta") else "")
     else:  # a training run
-        kind, key = "training", _config_name(folder) or os.path.basename(os.path.normpath(folder))
+        kind, key = "training", config_name(folder) or os.path.basename(os.path.normpath(folder))
         name = key
     return {"name": name, "key": key, "from": kind, "split": metrics.get("split", "?"), "loss": metrics.get("loss"),
             "heads": heads, "source": path}
 
 
 def published_row(key: str) -> Optional[dict]:
-    from eval.published import PUBLISHED
-
     entry = PUBLISHED.get(key)
     if entry is None:
         return None
@@ -121,8 +120,6 @@ def render(columns: Dict[str, list], style: str) -> str:
     names = list(columns)
     rows = [[cell(item) for item in values] for values in zip(*columns.values())]
     if style == "csv":
-        import pandas as pd
-
         return pd.DataFrame(columns).to_csv(index=False).rstrip("\n")
     if style == "markdown":
         lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
@@ -165,8 +162,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     heads = [head.strip() for head in args.heads.split(",")] if args.heads else None
     print(render(table(rows, metrics, heads), args.format))
     if unpublished:
-        from eval.published import PUBLISHED
-
         known = ", ".join(sorted(key for key in PUBLISHED if " " not in key))
         print(f"no published numbers for: {', '.join(dict.fromkeys(unpublished))} "
               f"(configs with published numbers: {known})", file=sys.stderr)

@@ -15,13 +15,14 @@ from typing import Dict, List, Optional, Sequence
 from common import fs
 from common.cli import run_main
 from common.errors import UserError
+from eval.compare import config_name
+from eval.figures import pyplot, save_figure
+from training.plots import plot_curves, read_history
 
 METRIC_COLUMN = re.compile(r"^(?:val_)?(.+)_(accuracy|loss)$")
 
 
 def read_run(folder: str) -> List[dict]:
-    from training.plots import read_history
-
     path = fs.join(folder, "history.csv") if fs.isdir(folder) else folder
     if not fs.exists(path):
         raise UserError(f"{folder}: no history.csv (expected a run folder written by python -m training.fit)")
@@ -41,15 +42,11 @@ def heads_of(rows: Sequence[dict]) -> List[str]:
 
 
 def run_label(folder: str) -> str:
-    from eval.compare import _config_name
-
-    return _config_name(folder) or os.path.basename(os.path.normpath(folder))
+    return config_name(folder) or os.path.basename(os.path.normpath(folder))
 
 
 def overlay(histories: Dict[str, List[dict]], out: str) -> List[str]:
     """Per head, validation accuracy and loss of every run on the same axes."""
-    from eval.figures import pyplot, save_figure
-
     plt = pyplot()
     written = []
     heads = list(dict.fromkeys(head for rows in histories.values() for head in heads_of(rows)))
@@ -72,8 +69,6 @@ def overlay(histories: Dict[str, List[dict]], out: str) -> List[str]:
 
 
 def draw(runs: Sequence[str], out: Optional[str] = None) -> List[str]:
-    from training.plots import plot_curves
-
     histories = {}
     for folder in runs:
         label = run_label(folder)

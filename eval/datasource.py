@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 from common import fs
 from common.errors import UserError
 from data_prep.manifest import MANIFEST, head_names, load_manifest
+from training.config import config_from_dict, read_yaml
 
 
 @dataclasses.dataclass
@@ -33,7 +34,7 @@ class DataSource:
         return self.shards
 
 
-def _model_folders(model_path: str) -> List[str]:
+def model_folders(model_path: str) -> List[str]:
     """The model's folder and its parent (a SavedModel folder inside an export or run folder)."""
     folder = model_path.rstrip("/") if fs.isdir(model_path) else parent(model_path)
     return [folder, parent(folder)]
@@ -53,8 +54,6 @@ def _has_shards(folder: str, manifest: dict) -> bool:
 
 def _trained_on(folder: str) -> Optional[str]:
     """``data.shards`` of the run's ``config.yaml`` in ``folder``, if any."""
-    from training.config import read_yaml
-
     path = fs.join(folder, "config.yaml")
     if not fs.exists(path):
         return None
@@ -85,13 +84,13 @@ def find_data(model_path: str, data: Optional[str] = None) -> DataSource:
     """The manifest and shards for a model: ``--data`` when given (checked against the run's own
     copy of the manifest, if any); else the ``manifest.json`` next to the model (its run or export
     folder), whose shards are those of the run's ``config.yaml`` or that folder itself."""
-    copy_dir = next((f for f in _model_folders(model_path) if f and fs.exists(fs.join(f, MANIFEST))), None)
+    copy_dir = next((f for f in model_folders(model_path) if f and fs.exists(fs.join(f, MANIFEST))), None)
     if data:
         if copy_dir is None:
             return DataSource(load_manifest(data), data, data)
         return DataSource(_checked(load_manifest(copy_dir), data, copy_dir), data, data)
     if copy_dir is None:
-        where = " or ".join(f for f in _model_folders(model_path) if f)
+        where = " or ".join(f for f in model_folders(model_path) if f)
         raise UserError(f"no manifest.json next to the model (looked in {where}): pass --data with the shards "
                         "folder (python -m data_prep.build)")
     manifest = load_manifest(copy_dir)
@@ -106,9 +105,7 @@ def find_data(model_path: str, data: Optional[str] = None) -> DataSource:
 
 def training_config(model_path: str):
     """The run's ``config.yaml`` next to the model (or its export), parsed; None when absent or foreign."""
-    from training.config import config_from_dict, read_yaml
-
-    for folder in _model_folders(model_path):
+    for folder in model_folders(model_path):
         path = fs.join(folder, "config.yaml")
         if fs.exists(path):
             try:

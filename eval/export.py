@@ -10,36 +10,50 @@ and ``config.yaml``. The export is then checked against the Keras model on the s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import tempfile
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from common import fs
-from common.cli import quiet_tensorflow, run_main
+from common.cli import run_main
 from common.errors import UserError
+from common.registry import Registry
+from eval.datasource import model_folders, class_names, find_data, model_to, parent
+from eval.loading import INPUT_NAME, MODEL_INFO, SERVING_KEY, load_predictor, prepare_images, tflite_info_path
+from training.run import copy_atomic
 
-FORMATS = ("savedmodel", "tflite")
 TOLERANCE = 1e-4  # largest probability difference accepted for an unquantised export
 CHECK_SIZES = ((1, None), (2, (375, 500)))  # (batch, (height, width) or None: the model's own size)
 
 
-def default_out(model_path: str, fmt: str, quantize: bool) -> str:
-    from eval.datasource import parent
+@dataclasses.dataclass(frozen=True)
+class ExportFormat:
+    """One kind of artefact: its default name, what ``--out`` must be (checked before any work),
+    how it is written, and the folder its manifest and config go to."""
 
+    default_name: Callable[[str, bool], str]  # (model stem, quantize) → file or folder name
+    check: Callable[[str, str], None]  # (model path, target)
+    write: Callable  # (predictor, target, model info, quantize)
+    run_files_folder: Callable[[str], str]  # target → folder
+    quantizable: bool = False
+
+
+EXPORTS: Registry[ExportFormat] = Registry("export format", where="--format")
+
+
+def default_out(model_path: str, fmt: str, quantize: bool) -> str:
     stem = os.path.splitext(os.path.basename(os.path.normpath(model_path)))[0]
-    folder = fs.join(parent(model_path.rstrip("/")), "export")
-    if fmt == "savedmodel":
-        return fs.join(folder, f"{stem}_savedmodel")
-    return fs.join(folder, f"{stem}{'_quantized' if quantize else ''}.tflite")
+    return fs.join(parent(model_path.rstrip("/")), "export", EXPORTS.get(fmt).default_name(stem, quantize))
 
 
 def model_info(predictor, manifest: Optional[dict], quantize: bool = False) -> dict:
-    from eval.datasource import class_names, model_to
-
     info = {**predictor.info(), "quantized": quantize}
     if manifest is not None:
         info["classes"] = class_names(manifest, predictor.heads)
@@ -49,11 +63,6 @@ def model_info(predictor, manifest: Optional[dict], quantize: bool = False) -> d
 
 def write_savedmodel(predictor, target: str, info: dict) -> None:
     """Write the SavedModel to a temporary folder beside ``target``, then move it into place."""
-    import keras
-    import tensorflow as tf
-
-    from eval.loading import INPUT_NAME, MODEL_INFO, SERVING_KEY, prepare_images
-
     model, size, pixels = predictor.keras_model, predictor.image_size, predictor.pixels
 
     def serve(images):
@@ -86,8 +95,6 @@ def replace_folder(new: str, target: str) -> None:
 
 
 def is_savedmodel_export(folder: str) -> bool:
-    from eval.loading import MODEL_INFO
-
     return fs.exists(fs.join(folder, "saved_model.pb")) and fs.exists(fs.join(folder, "assets", MODEL_INFO))
 
 
@@ -104,21 +111,22 @@ def is_model_info(path: str) -> bool:
         return False
 
 
-def check_target(model_path: str, target: str, fmt: str) -> None:
-    """Before any work: ``--out`` must be writable and must not hold anything this command did not
-    write (an export never deletes or overwrites a user's files, a run folder or a dataset's manifest)."""
-    from eval.datasource import parent
-    from eval.loading import tflite_info_path
+def check_savedmodel_target(model_path: str, target: str) -> None:
+    """A SavedModel goes to a new or empty folder, or replaces a previous export of this command."""
+    if fs.exists(target) and not fs.isdir(target):
+        raise UserError(f"--out: {target} is a file; a SavedModel export is a folder")
+    if fs.isdir(target) and fs.listdir(target) and not is_savedmodel_export(target):
+        shown = ", ".join(fs.listdir(target)[:4]) + (", …" if len(fs.listdir(target)) > 4 else "")
+        raise UserError(f"--out: {target} is not empty and not an export of eval.export (it holds {shown}); "
+                        "choose a new or empty folder (nothing was changed)")
+    fs.ensure_writable_folder(parent(target), "--out")
 
-    if fmt == "savedmodel":
-        if fs.exists(target) and not fs.isdir(target):
-            raise UserError(f"--out: {target} is a file; a SavedModel export is a folder")
-        if fs.isdir(target) and fs.listdir(target) and not is_savedmodel_export(target):
-            shown = ", ".join(fs.listdir(target)[:4]) + (", …" if len(fs.listdir(target)) > 4 else "")
-            raise UserError(f"--out: {target} is not empty and not an export of eval.export (it holds {shown}); "
-                            "choose a new or empty folder (nothing was changed)")
-        fs.ensure_writable_folder(parent(target), "--out")
-        return
+
+def check_tflite_target(model_path: str, target: str) -> None:
+    """A ``.tflite`` file (new, or a previous export), its description and the run's files beside it
+    must not overwrite anything this command did not write (a dataset's manifest, say)."""
+    if not target.endswith(".tflite"):
+        raise UserError(f"--out: a TFLite model is a file ending in .tflite (received {target!r})")
     if fs.isdir(target):
         raise UserError(f"--out: {target} is a folder; a TFLite export is a file ending in .tflite")
     folder = parent(target)
@@ -138,8 +146,6 @@ def check_target(model_path: str, target: str, fmt: str) -> None:
 
 
 def convert_tflite(savedmodel: str, quantize: bool) -> bytes:
-    import tensorflow as tf
-
     converter = tf.lite.TFLiteConverter.from_saved_model(savedmodel)
     if quantize:  # dynamic-range quantisation: int8 weights, float activations; no calibration data needed
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -147,8 +153,6 @@ def convert_tflite(savedmodel: str, quantize: bool) -> bytes:
 
 
 def write_tflite(predictor, target: str, info: dict, quantize: bool) -> None:
-    from eval.loading import tflite_info_path
-
     with tempfile.TemporaryDirectory() as folder:
         savedmodel = os.path.join(folder, "savedmodel")
         if predictor.kind == "savedmodel":
@@ -165,15 +169,11 @@ RUN_FILES = ("manifest.json", "config.yaml")
 
 def run_file(model_path: str, name: str) -> Optional[str]:
     """The run's ``name`` (manifest or config) next to the model or one folder up, if any."""
-    from eval.datasource import _model_folders
-
-    return next((fs.join(f, name) for f in _model_folders(model_path) if fs.exists(fs.join(f, name))), None)
+    return next((fs.join(f, name) for f in model_folders(model_path) if fs.exists(fs.join(f, name))), None)
 
 
 def copy_run_files(model_path: str, folder: str) -> None:
     """The run's manifest and config beside the artefact, so that it is self-describing."""
-    from training.run import copy_atomic
-
     for name in RUN_FILES:
         source = run_file(model_path, name)
         if source and os.path.abspath(source) != os.path.abspath(fs.join(folder, name)):
@@ -201,31 +201,22 @@ def compare(reference, exported, image_size: int) -> dict:
 
 
 def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = False, check: bool = True) -> dict:
-    from eval.datasource import parent
-    from eval.loading import load_predictor
-
-    if fmt not in FORMATS:
-        raise UserError(f"--format: expected one of {', '.join(FORMATS)} (received {fmt!r})")
-    if quantize and fmt != "tflite":
-        raise UserError("--quantize: only for --format tflite (a SavedModel keeps float weights)")
+    """Write ``model`` as ``fmt`` (a registered export format) and compare it with the model."""
+    kind = EXPORTS.get(fmt)
+    if quantize and not kind.quantizable:
+        raise UserError(f"--quantize: only for --format tflite (a {fmt} export keeps float weights)")
     target = out or default_out(model, fmt, quantize)
-    if fmt == "tflite" and not target.endswith(".tflite"):
-        raise UserError(f"--out: a TFLite model is a file ending in .tflite (received {target!r})")
     if not fs.exists(model):
         raise UserError(f"--model: {model!r} does not exist")
-    check_target(model, target, fmt)
+    kind.check(model, target)
     predictor = load_predictor(model)
     if predictor.kind == "tflite" or (predictor.kind == "savedmodel" and fmt == "savedmodel"):
         raise UserError(f"--model: {model} is already an exported {predictor.kind}; export from the .keras or .h5 "
                         "file (a SavedModel export can be converted with --format tflite)")
     manifest = _manifest_or_none(model)
     info = model_info(predictor, manifest, quantize)
-    if fmt == "savedmodel":
-        write_savedmodel(predictor, target, info)
-        copy_run_files(model, target)
-    else:
-        write_tflite(predictor, target, info, quantize)
-        copy_run_files(model, parent(target))
+    kind.write(predictor, target, info, quantize)
+    copy_run_files(model, kind.run_files_folder(target))
     result = {"path": target, "format": fmt, "quantized": quantize, "bytes": _size(target)}
     if check:
         result["check"] = compare(predictor, load_predictor(target), predictor.image_size)
@@ -236,9 +227,18 @@ def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = Fal
     return result
 
 
-def _manifest_or_none(model: str) -> Optional[dict]:
-    from eval.datasource import find_data
+EXPORTS.register("savedmodel")(ExportFormat(
+    default_name=lambda stem, quantize: f"{stem}_savedmodel", check=check_savedmodel_target,
+    write=lambda predictor, target, info, quantize: write_savedmodel(predictor, target, info),
+    run_files_folder=lambda target: target))
+EXPORTS.register("tflite")(ExportFormat(
+    default_name=lambda stem, quantize: f"{stem}{'_quantized' if quantize else ''}.tflite",
+    check=check_tflite_target, write=lambda predictor, target, info, quantize: write_tflite(predictor, target, info,
+                                                                                             quantize),
+    run_files_folder=parent, quantizable=True))
 
+
+def _manifest_or_none(model: str) -> Optional[dict]:
     try:
         return find_data(model).manifest
     except UserError:  # exporting a bare model file still works; class names are then left out
@@ -252,10 +252,9 @@ def _size(path: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
     parser = argparse.ArgumentParser(prog="python -m eval.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help=".keras or .h5 (or, for tflite, an exported SavedModel)")
-    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--format", required=True, help=" or ".join(EXPORTS.names()))
     parser.add_argument("--quantize", action="store_true", help="TFLite dynamic-range quantisation (int8 weights)")
     parser.add_argument("--out", help="SavedModel folder or .tflite file (default: export/ beside the model)")
     parser.add_argument("--no-check", action="store_true", help="skip comparing the export with the Keras model")

@@ -1,30 +1,13 @@
 """Figures of an evaluation: confusion heatmap (readable with 196 or 1,716 classes), reliability diagram."""
 from __future__ import annotations
 
-import io
 from typing import Sequence
 
 import numpy as np
 
-from common import fs
+from common.plotting import pyplot, save_figure
 
 LABELLED_CLASSES = 40  # above this the axes carry no class names (the report lists the confused pairs)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(figure, path: str) -> None:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    pyplot().close(figure)
-    fs.write_bytes_atomic(path, buffer.getvalue())
 
 
 def confusion_figure(matrix: np.ndarray, names: Sequence[str], title: str, path: str) -> None:

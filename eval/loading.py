@@ -9,27 +9,31 @@ Custom objects are registered by importing the modules that define them, so no
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
+import zipfile
 from typing import Callable, Dict, Optional
 
+import keras
 import numpy as np
+import tensorflow as tf
 
+import training.losses  # noqa: F401  (registers its classes with keras.saving: no custom_objects needed)
+import training.metrics  # noqa: F401  (likewise)
+import training.optim  # noqa: F401  (likewise; models.layers' are registered through models.backbones)
 from common import fs
+from common.cli import filtered_stderr
 from common.errors import UserError
+from common.registry import Registry
+from eval.datasource import training_config
+from models.backbones import BACKBONES
+from models.layers import normalise_pixels
 
 SERVING_KEY = "serving_default"
 INPUT_NAME = "images"
 MODEL_INFO = "model_info.json"  # heads and image size of an exported model
 KINDS = ".keras, .h5, .tflite or a SavedModel folder"
-
-
-def register_custom_objects() -> None:
-    """Import the modules whose classes are registered with ``keras.saving``."""
-    import models.layers  # noqa: F401
-    import training.losses  # noqa: F401
-    import training.metrics  # noqa: F401
-    import training.optim  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -53,18 +57,12 @@ def prepare_images(images, image_size: int, pixels: Optional[str] = None):
     """Raw uint8 RGB (any size) → the model's input: resized (bilinear) to ``image_size`` and rounded
     to whole pixel values, as the training and evaluation pipelines do, then, where the model
     expects it, normalised. An image already at ``image_size`` passes unchanged."""
-    import tensorflow as tf
-
-    from models.layers import normalise_pixels
-
     x = tf.round(tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size]))  # TFLite: no uint8 resize
     return normalise_pixels(x, pixels) if pixels else x
 
 
 def serving_function(model, image_size: int, pixels: Optional[str] = None):
     """A ``tf.function`` taking raw uint8 images (any batch and size) and returning the model's outputs."""
-    import tensorflow as tf
-
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
     def serve(images):
         return model(prepare_images(images, image_size, pixels), training=False)
@@ -82,19 +80,13 @@ def _output_heads(model) -> Dict[str, int]:
 
 def input_pixels(model_path: str) -> Optional[str]:
     """The normalisation to apply outside the model: the backbone's, for ``normalize_in: pipeline`` runs."""
-    from eval.datasource import training_config
-    from models.backbones import get_backbone
-
     config = training_config(model_path)
     if config is None or config.data.normalize_in != "pipeline":
         return None
-    return get_backbone(config.model.backbone).pixels
+    return BACKBONES.get(config.model.backbone).pixels
 
 
 def _keras(path: str) -> Predictor:
-    import keras
-
-    register_custom_objects()
     model = keras.models.load_model(path, compile=False)
     size, pixels = int(model.input_shape[1]), input_pixels(path)
     serve = serving_function(model, size, pixels)
@@ -117,8 +109,6 @@ def _info(path: str) -> dict:
 
 
 def _savedmodel(path: str) -> Predictor:
-    import tensorflow as tf
-
     loaded = tf.saved_model.load(path)
     if SERVING_KEY not in loaded.signatures:
         raise UserError(f"--model: {path} has no '{SERVING_KEY}' signature (export it with python -m eval.export)")
@@ -151,8 +141,6 @@ def tflite_info_path(path: str) -> str:
 
 
 def _tflite(path: str, threads: Optional[int] = None) -> Predictor:
-    from common.cli import filtered_stderr
-
     info = _info(tflite_info_path(path))
     runner = tflite_interpreter(path, threads).get_signature_runner(SERVING_KEY)
     with filtered_stderr():  # LiteRT announces its CPU delegate on the first run
@@ -188,39 +176,50 @@ def load_predictor(path: str, threads: Optional[int] = None) -> Predictor:
     return predictor
 
 
-def check_complete(path: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class ModelFormat:
+    """A kind of saved model: how to load it, and how its first bytes look when it is complete."""
+
+    load: Callable[[str, Optional[int]], Predictor]
+    complete: Callable[[bytes], bool]
+    damaged: str  # what an incomplete file is not
+
+
+MODEL_FORMATS: Registry[ModelFormat] = Registry("model format", where="--model")
+MODEL_FORMATS.register(".keras")(ModelFormat(lambda path, threads: _keras(path),
+                                             lambda head: zipfile.is_zipfile(io.BytesIO(head)), "a .keras zip archive"))
+MODEL_FORMATS.register(".h5")(ModelFormat(lambda path, threads: _keras(path),
+                                          lambda head: head.startswith(b"\x89HDF\r\n\x1a\n"), "an HDF5 file"))
+MODEL_FORMATS.register(".tflite")(ModelFormat(_tflite, lambda head: head[4:8] == b"TFL3", "a TFLite flatbuffer"))
+MODEL_FORMATS.register("savedmodel")(ModelFormat(lambda path, threads: _savedmodel(path), lambda head: True, ""))
+
+
+def model_format(path: str) -> str:
+    """``savedmodel`` for a folder, else the file's extension (a key of :data:`MODEL_FORMATS`)."""
+    if not fs.exists(path):
+        raise UserError(f"--model: {path!r} does not exist (expected {KINDS})")
+    if fs.isdir(path):
+        if not fs.exists(fs.join(path, "saved_model.pb")):
+            raise UserError(f"--model: {path} is a folder but not a SavedModel (no saved_model.pb inside)")
+        return "savedmodel"
+    return MODEL_FORMATS.canonical(os.path.splitext(path)[1] or os.path.basename(path))
+
+
+def check_complete(path: str, kind: ModelFormat) -> None:
     """A model file that is cut short or not what its name says gets a clear message (Keras would
     report a truncated ``.keras`` archive as "File not found")."""
-    import io
-    import zipfile
-
     head = fs.read_bytes(path) if path.endswith(".keras") else fs.open_file(path, "rb").read(8)
-    complete = {".keras": lambda: zipfile.is_zipfile(io.BytesIO(head)),
-                ".h5": lambda: head.startswith(b"\x89HDF\r\n\x1a\n"),
-                ".tflite": lambda: head[4:8] == b"TFL3"}
-    kind = os.path.splitext(path)[1]
-    if kind in complete and not complete[kind]():
-        what = {".keras": " (not a .keras zip archive)", ".h5": " (not an HDF5 file)",
-                ".tflite": " (not a TFLite flatbuffer)"}[kind]
-        raise UserError(f"--model: {path} is damaged or incomplete{what}; was it copied or downloaded in full? "
-                        "Use the run's model.keras, or export again")
+    if not kind.complete(head):
+        raise UserError(f"--model: {path} is damaged or incomplete (not {kind.damaged}); was it copied or "
+                        "downloaded in full? Use the run's model.keras, or export again")
 
 
 def _load(path: str, threads: Optional[int] = None) -> Predictor:
-    if not fs.exists(path):
-        raise UserError(f"--model: {path!r} does not exist (expected {KINDS})")
-    if fs.isdir(path) and not fs.exists(fs.join(path, "saved_model.pb")):
-        raise UserError(f"--model: {path} is a folder but not a SavedModel (no saved_model.pb inside)")
-    if not fs.isdir(path) and not path.endswith((".keras", ".h5", ".tflite")):
-        raise UserError(f"--model: {path!r} has an unknown extension (expected {KINDS})")
+    kind = MODEL_FORMATS.get(model_format(path))
     if not fs.isdir(path):
-        check_complete(path)
+        check_complete(path, kind)
     try:
-        if fs.isdir(path):
-            return _savedmodel(path)
-        if path.endswith(".tflite"):
-            return _tflite(path, threads)
-        return _keras(path)
+        return kind.load(path, threads)
     except UserError:
         raise
     except Exception as error:  # damaged or foreign files: name the file and the cause, no traceback

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from sklearn.metrics import precision_recall_fscore_support
 
 CALIBRATION_BINS = 15
 
@@ -77,8 +78,6 @@ def per_class(matrix: np.ndarray, names: Sequence[str], precision, recall, f1, s
 def head_metrics(probs: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> Optional[dict]:
     """Everything ``eval.test`` reports for one head (``probs`` [N, C], ``labels`` [N], -1 unknown);
     None when no example has a known label."""
-    from sklearn.metrics import precision_recall_fscore_support
-
     known = labels >= 0
     probs, labels = probs[known], labels[known]
     classes = probs.shape[1]

@@ -12,9 +12,14 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 
-from common.cli import quiet_tensorflow, run_main
+from common.cli import run_main
 from common.errors import UserError
+from eval.datasource import check_heads, class_names, find_data, model_to
+from eval.images import Problem, image_files, load_image
+from eval.loading import load_predictor
+from eval.metrics import derived_probs
 
 FORMATS = ("table", "json", "csv")
 IMPLIED = "make_from_model"
@@ -27,8 +32,6 @@ def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> List[dict]:
 
 def implied_make(model_probs: np.ndarray, mapping: Sequence[int], makes: Sequence[str]) -> Optional[dict]:
     """The make whose models together have the highest probability."""
-    from eval.metrics import derived_probs
-
     if not (np.asarray(mapping) >= 0).any():
         return None
     totals = derived_probs(model_probs[None], mapping, len(makes))[0]
@@ -40,9 +43,6 @@ class Recogniser:
     """A model with its class names: photos in, readable predictions out."""
 
     def __init__(self, model: str, data: Optional[str] = None, threads: Optional[int] = None):
-        from eval.datasource import check_heads, class_names, find_data, model_to
-        from eval.loading import load_predictor
-
         self.predictor = load_predictor(model, threads)
         manifest = find_data(model, data).manifest
         self.heads = check_heads(self.predictor.heads, manifest)
@@ -70,8 +70,6 @@ class Recogniser:
 
 def predict_files(recogniser: Recogniser, files: Sequence[str], k: int, batch_size: int = 16):
     """``(rows, problems)``: one row per readable file, a :class:`Problem` per unreadable one."""
-    from eval.images import Problem, load_image
-
     rows, problems = [], []
     for start in range(0, len(files), batch_size):
         loaded = []
@@ -99,8 +97,6 @@ def render_table(rows: List[dict], heads: Sequence[str]) -> str:
 
 
 def render_csv(rows: List[dict], heads: Sequence[str], k: int) -> str:
-    import pandas as pd
-
     flat = []
     for row in rows:
         item = {"file": row["file"]}
@@ -123,7 +119,6 @@ def render(rows: List[dict], problems, heads: Sequence[str], style: str, k: int)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
     parser = argparse.ArgumentParser(prog="python -m eval.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help=".keras, .h5, .tflite or SavedModel folder")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
@@ -135,8 +130,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for flag, number in (("--top-k", args.top_k), ("--batch-size", args.batch_size)):
         if number < 1:
             raise UserError(f"{flag}: expected 1 or more (received {number})")
-    from eval.images import image_files
-
     files, problems = image_files(args.inputs)
     recogniser = Recogniser(args.model, args.data)
     rows, unreadable = predict_files(recogniser, files, args.top_k, args.batch_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Dict
 
+import numpy as np
 import pandas as pd
 
 from common import fs
@@ -76,8 +77,6 @@ def print_summary(title: str, metrics: dict, out: str) -> None:
 
 def write_predictions(path: str, result: dict, names: Dict[str, list]) -> None:
     """One row per image: id, and per head the true class, the predicted class and its probability."""
-    import numpy as np
-
     columns = {"id": result["ids"]}
     for head, probs in result["probs"].items():
         predicted, labels = probs.argmax(axis=1), result["labels"][head]

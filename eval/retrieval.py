@@ -14,11 +14,20 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+import keras
 import numpy as np
+import pandas as pd
+from sklearn.metrics import precision_recall_fscore_support
+from sklearn.neighbors import NearestNeighbors
 
 from common import fs
-from common.cli import quiet_tensorflow, run_main
+from common.cli import run_main
 from common.errors import UserError
+from eval.datasource import check_heads, class_names, find_data, parent, training_config
+from eval.figures import pyplot, save_figure
+from eval.loading import load_keras_model, serving_function
+from eval.report import markdown_table, save_json
+from eval.run_data import check_split, collect, images_by_id
 
 DISTANCES = ("manhattan", "euclidean", "cosine")
 NORMALIZATIONS = ("l2", "none")
@@ -32,8 +41,6 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 def neighbours(gallery: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
     """Indices ``[queries, k]`` of the nearest gallery vectors, nearest first (exact, brute force)."""
-    from sklearn.neighbors import NearestNeighbors
-
     index = NearestNeighbors(n_neighbors=min(k, len(gallery)), metric=metric, algorithm="brute")
     return index.fit(gallery).kneighbors(queries, return_distance=False)
 
@@ -47,8 +54,6 @@ def vote(neighbour_labels: np.ndarray, classes: int) -> np.ndarray:
 
 
 def scores(labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict:
-    from sklearn.metrics import precision_recall_fscore_support
-
     result = {"examples": int(len(labels)), "classes": classes, "accuracy": float(np.mean(predicted == labels))}
     for average in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(labels, predicted, labels=list(range(classes)), average=average,
@@ -59,10 +64,6 @@ def scores(labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict:
 
 def embedder(predictor, layer: str):
     """``images → {"embedding": [N, D]}`` through the named layer, with the model's own preprocessing."""
-    import keras
-
-    from eval.loading import serving_function
-
     model = predictor.keras_model
     try:
         output = model.get_layer(layer).output
@@ -79,8 +80,6 @@ def embedder(predictor, layer: str):
 
 
 def embed_split(predictor, embed, source, split: str, head: str, batch_size: int, config, keep: int = 0):
-    from eval.run_data import collect
-
     result = collect(source.require_shards(), source.manifest, split, predictor.image_size, batch_size, embed, config,
                      keep_images=keep)
     labels = result["labels"][head]
@@ -95,10 +94,6 @@ def embed_split(predictor, embed, source, split: str, head: str, batch_size: int
 def retrieve(model: str, data: Optional[str] = None, ks: Sequence[int] = (13,), metric: str = "manhattan",
              normalize: str = "l2", head: Optional[str] = None, fit_split: str = "train", split: str = "test",
              layer: str = "embedding", batch_size: int = 32, out: Optional[str] = None, examples: int = 6) -> dict:
-    from eval.datasource import check_heads, class_names, find_data, training_config
-    from eval.loading import load_keras_model
-    from eval.run_data import check_split
-
     _check_choices(ks, metric, normalize)
     predictor = load_keras_model(model)
     source = find_data(model, data)
@@ -128,8 +123,6 @@ def retrieve(model: str, data: Optional[str] = None, ks: Sequence[int] = (13,), 
     shown = min(examples, 0 if query_images is None else len(query_images))
     if shown:
         wanted = {gallery_ids[j] for row in nearest[:shown, :SHOWN_NEIGHBOURS] for j in row}
-        from eval.run_data import images_by_id
-
         found = images_by_id(source.require_shards(), source.manifest, fit_split, predictor.image_size, wanted, config)
         neighbours_figure(query_images[:shown], labels[:shown], nearest[:shown, :SHOWN_NEIGHBOURS], gallery_ids,
                           gallery_labels, found, names, fs.join(out, "figures", "neighbours.png"))
@@ -146,8 +139,6 @@ def _check_choices(ks: Sequence[int], metric: str, normalize: str) -> None:
 
 
 def default_out(model_path: str, split: str) -> str:
-    from eval.datasource import parent
-
     folder = model_path.rstrip("/") if fs.isdir(model_path) else parent(model_path)
     stem = os.path.splitext(os.path.basename(os.path.normpath(model_path)))[0]
     return fs.join(folder, f"retrieval_{stem}_{split}")
@@ -155,10 +146,6 @@ def default_out(model_path: str, split: str) -> str:
 
 def write_outputs(out: str, metrics: dict, names: List[str], labels, predicted, nearest, query_ids, gallery_ids,
                   gallery_labels) -> None:
-    import pandas as pd
-
-    from eval.report import markdown_table, save_json
-
     fs.makedirs(fs.join(out, "figures"))
     settings = metrics["retrieval"]
     rows = [{"k": row["k"], "accuracy": row["accuracy"], "macro_precision": row["macro"]["precision"],
@@ -182,8 +169,6 @@ def write_outputs(out: str, metrics: dict, names: List[str], labels, predicted, 
 def neighbours_figure(images, labels, nearest, gallery_ids, gallery_labels, found: Dict[str, np.ndarray],
                       names: List[str], path: str) -> None:
     """One row per query: the query, then its nearest gallery images (green: same class, red: other)."""
-    from eval.figures import pyplot, save_figure
-
     plt = pyplot()
     rows, columns = len(images), 1 + nearest.shape[1]
     figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows), squeeze=False)
@@ -217,7 +202,6 @@ def print_summary(metrics: dict, out: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
     parser = argparse.ArgumentParser(prog="python -m eval.retrieval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help=".keras or .h5 (retrieval needs the model's layers)")
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")

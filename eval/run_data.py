@@ -4,9 +4,14 @@ from __future__ import annotations
 from typing import Callable, Dict, Iterator, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from common.errors import UserError
+from data_prep import schema
+from data_prep.integrity import reading_shards, require_shards
 from data_prep.manifest import shard_paths
+from training import augment
+from training.data import PipelineSpec, eval_dataset, eval_example, parse, read_records
 
 
 def eval_spec(image_size: int, manifest: dict, config=None):
@@ -14,14 +19,11 @@ def eval_spec(image_size: int, manifest: dict, config=None):
 
     Normalisation is left to the predictor (it is part of the model or of its serving function).
     """
-    from training import augment
-    from training.data import PipelineSpec
-
     heads = tuple(manifest["heads"])
     classes = {head: manifest["heads"][head]["num_classes"] for head in heads}
     if config is None:
         return PipelineSpec(heads, classes, image_size)
-    crop = augment.crop_step(augment.get_preset(config.data.augment))
+    crop = augment.crop_step(augment.PRESETS.get(config.data.augment))
     return PipelineSpec(heads, classes, image_size, crop_to_bbox=config.data.crop_to_bbox,
                         bbox_margin=config.data.bbox_margin, crop=crop)
 
@@ -36,9 +38,6 @@ def check_split(manifest: dict, split: str) -> None:
 def batches(shards: str, manifest: dict, split: str, image_size: int, batch_size: int,
             config=None) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray], list]]:
     """``(uint8 images, {head: labels}, ids)`` batches of ``split`` in a fixed order."""
-    from data_prep.integrity import reading_shards, require_shards
-    from training.data import eval_dataset
-
     check_split(manifest, split)
     require_shards(shards, manifest, [split])
     spec = eval_spec(image_size, manifest, config)
@@ -87,12 +86,6 @@ def predict_split(predictor, shards: str, manifest: dict, split: str, batch_size
 def images_by_id(shards: str, manifest: dict, split: str, image_size: int, wanted,
                  config=None) -> Dict[str, np.ndarray]:
     """The evaluation images of the records of ``split`` whose id is in ``wanted`` (others are not decoded)."""
-    import tensorflow as tf
-
-    from data_prep import schema
-    from data_prep.integrity import reading_shards
-    from training.data import eval_example, parse, read_records
-
     if not wanted:
         return {}
     spec = eval_spec(image_size, manifest, config)

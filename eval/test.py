@@ -12,8 +12,13 @@ import sys
 from typing import Optional, Sequence
 
 from common import fs
-from common.cli import quiet_tensorflow, run_main
+from common.cli import run_main
 from common.errors import UserError
+from eval.datasource import check_heads, class_names, find_data, model_to, training_config
+from eval.loading import load_predictor
+from eval.metrics import head_metrics, hierarchy_metrics
+from eval.report import print_summary, save_json, write_predictions, write_report
+from eval.run_data import check_split, predict_split
 
 
 def default_out(model_path: str, split: str, tta: bool) -> str:
@@ -25,12 +30,6 @@ def default_out(model_path: str, split: str, tta: bool) -> str:
 def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: Optional[str] = None,
              tta: bool = False, batch_size: int = 32) -> dict:
     """Evaluate ``model`` on ``split``; returns the metrics written to ``metrics.json``."""
-    from eval.datasource import check_heads, class_names, find_data, model_to, training_config
-    from eval.loading import load_predictor
-    from eval.metrics import head_metrics, hierarchy_metrics
-    from eval.report import save_json, write_predictions, write_report
-    from eval.run_data import check_split, predict_split
-
     predictor = load_predictor(model)
     source = find_data(model, data)
     heads = check_heads(predictor.heads, source.manifest)
@@ -58,7 +57,6 @@ def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: O
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    quiet_tensorflow()
     parser = argparse.ArgumentParser(prog="python -m eval.test", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help=".keras, .h5, .tflite or SavedModel folder")
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")
@@ -69,8 +67,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected 1 or more (received {args.batch_size})")
-    from eval.report import print_summary
-
     metrics = evaluate(args.model, args.data, args.split, args.out, args.tta, args.batch_size)
     print_summary(metrics["title"], metrics, args.out or default_out(args.model, args.split, args.tta))
     return 0

@@ -35,7 +35,7 @@ class BackboneSpec:
     widths: bool = False  # accepts a width multiplier (MobileNetV2's alpha)
 
 
-BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", where="model.backbone")
 
 
 def _application(class_name: str, **fixed) -> Callable:
@@ -49,30 +49,23 @@ def _application(class_name: str, **fixed) -> Callable:
     return build
 
 
-def _register(spec: BackboneSpec) -> None:
-    BACKBONES.register(spec.name)(spec)
+def register(spec: BackboneSpec) -> BackboneSpec:
+    """Register a backbone under its own name (the families below are made in loops)."""
+    return BACKBONES.register(spec.name)(spec)
 
 
 EFFICIENTNET_SIZES = (224, 240, 260, 300, 380, 456, 528, 600)
 for _index, _size in enumerate(EFFICIENTNET_SIZES):
-    _register(BackboneSpec(f"efficientnet_b{_index}", _application(f"EfficientNetB{_index}"), _size, "raw",
+    register(BackboneSpec(f"efficientnet_b{_index}", _application(f"EfficientNetB{_index}"), _size, "raw",
                            r"^(block\d+[a-z])_", f"efficientnetb{_index}_notop.h5"))
 for _variant, _size in (("b0", 224), ("b1", 240), ("b2", 260), ("b3", 300), ("s", 384), ("m", 480), ("l", 480)):
-    _register(BackboneSpec(f"efficientnetv2_{_variant}", _application(f"EfficientNetV2{_variant.upper()}"), _size,
+    register(BackboneSpec(f"efficientnetv2_{_variant}", _application(f"EfficientNetV2{_variant.upper()}"), _size,
                            "raw", r"^(block\d+[a-z])_", f"efficientnetv2-{_variant}_notop.h5"))
-_register(BackboneSpec("resnet50", _application("ResNet50"), 224, "caffe", r"^(conv\d_block\d+)_",
+register(BackboneSpec("resnet50", _application("ResNet50"), 224, "caffe", r"^(conv\d_block\d+)_",
                        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"))
-_register(BackboneSpec("mobilenet_v2", _application("MobileNetV2"), 224, "symmetric",
+register(BackboneSpec("mobilenet_v2", _application("MobileNetV2"), 224, "symmetric",
                        r"^(expanded_conv|block_\d+)_", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_"
                        "<width>_<size>_no_top.h5", widths=True))
-
-
-def get_backbone(name: str) -> BackboneSpec:
-    """The registered backbone ``name`` (``UserError`` listing the valid names otherwise)."""
-    try:
-        return BACKBONES.get(name)
-    except ValueError as error:
-        raise UserError(f"model.backbone: {error}") from None
 
 
 def resolve_weights(weights: str) -> Optional[str]:
@@ -88,7 +81,7 @@ def resolve_weights(weights: str) -> Optional[str]:
 
 def build_backbone(name: str, image_size: int, weights: str = "none", width: float = 1.0) -> keras.Model:
     """A headless backbone for ``image_size``×``image_size`` RGB input, weights loaded as asked."""
-    spec = get_backbone(name)
+    spec = BACKBONES.get(name)
     if width != 1.0 and not spec.widths:
         raise UserError(f"model.width_multiplier: {name} has no width multiplier (received {width})")
     resolved = resolve_weights(weights)
@@ -134,6 +127,3 @@ def block_names(model: keras.Model, spec: BackboneSpec) -> List[str]:
             current = "top"
         names.append(current)
     return names
-
-
-from models import custom_cnn  # noqa: E402,F401  (registers itself; imports this module's helpers)

@@ -2,16 +2,17 @@
 pooling → heads; and the fine-tuning stages (frozen, last N blocks, all; BatchNorm frozen on request)."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import keras
 
 from common.errors import UserError
-from models.backbones import BackboneSpec, block_names, build_backbone, get_backbone
+from common.registry import Registry
+from models.backbones import BACKBONES, BackboneSpec, block_names, build_backbone
 from models.heads import add_heads
 from models.layers import PixelNormalization
 
-TRAINABLE_MODES = ("all", "frozen", "last_blocks")
+TRAINABLE: Registry[Callable] = Registry("trainable mode", where="model.trainable")
 
 
 def build_model(config, heads: Dict[str, int], image_size: int,
@@ -24,7 +25,7 @@ def build_model(config, heads: Dict[str, int], image_size: int,
     """
     if not heads:
         raise UserError("data.heads: at least one head is needed")
-    spec = get_backbone(config.backbone)
+    spec = BACKBONES.get(config.backbone)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = augmentation(inputs) if augmentation is not None else inputs
     x = PixelNormalization(spec.pixels if normalize else "raw", name="pixel_normalization")(x)
@@ -50,23 +51,34 @@ def set_trainable(model: keras.Model, mode: str, unfreeze_blocks: int = 0, freez
     layers) plus the heads. With ``freeze_batchnorm`` the backbone's BatchNorm layers stay frozen
     (inference mode) whatever the mode, which keeps small-batch fine-tuning stable.
     """
-    if mode not in TRAINABLE_MODES:
-        raise UserError(f"model.trainable: expected one of {', '.join(TRAINABLE_MODES)} (received {mode!r})")
     backbone = backbone_of(model)
-    backbone.trainable = mode != "frozen"
-    if mode == "last_blocks":
-        if unfreeze_blocks < 1:
-            raise UserError(f"model.unfreeze_blocks: expected at least 1 with trainable: last_blocks "
-                            f"(received {unfreeze_blocks})")
-        names = block_names(backbone, spec)
-        order = [name for name in dict.fromkeys(names) if name not in ("stem", "top")]
-        chosen = set(order[-unfreeze_blocks:]) | {"top"}
-        for layer, block in zip(backbone.layers, names):
-            layer.trainable = block in chosen
-    elif mode == "all":
-        for layer in backbone.layers:
-            layer.trainable = True
+    TRAINABLE.get(mode)(backbone, unfreeze_blocks, spec)
     if freeze_batchnorm:
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
+
+
+@TRAINABLE.register("all")
+def _all(backbone: keras.Model, unfreeze_blocks: int, spec: Optional[BackboneSpec]) -> None:
+    backbone.trainable = True
+    for layer in backbone.layers:
+        layer.trainable = True
+
+
+@TRAINABLE.register("frozen")
+def _frozen(backbone: keras.Model, unfreeze_blocks: int, spec: Optional[BackboneSpec]) -> None:
+    backbone.trainable = False
+
+
+@TRAINABLE.register("last_blocks")
+def _last_blocks(backbone: keras.Model, unfreeze_blocks: int, spec: Optional[BackboneSpec]) -> None:
+    if unfreeze_blocks < 1:
+        raise UserError(f"model.unfreeze_blocks: expected at least 1 with trainable: last_blocks "
+                        f"(received {unfreeze_blocks})")
+    backbone.trainable = True
+    names = block_names(backbone, spec)
+    order = [name for name in dict.fromkeys(names) if name not in ("stem", "top")]
+    chosen = set(order[-unfreeze_blocks:]) | {"top"}
+    for layer, block in zip(backbone.layers, names):
+        layer.trainable = block in chosen

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import keras
 
-from models.backbones import BackboneSpec, _register
+from common.errors import UserError
+from models.backbones import BackboneSpec, register
 
 FILTERS = (32, 64, 128, 256)
 BN_MOMENTUM = 0.9  # PyTorch's default (momentum=0.1 there), as in the report; Keras defaults to 0.99
@@ -31,12 +32,10 @@ def build_custom_cnn(input_shape, weights, width) -> keras.Model:
     x = keras.layers.Dropout(0.5, name="top_dropout")(x)
     model = keras.Model(inputs, x, name="custom_cnn")
     if weights == "imagenet":
-        from common.errors import UserError
-
         raise UserError("model.weights: the custom CNN has no ImageNet weights; use weights: none or a file")
     if weights:
         model.load_weights(weights)
     return model
 
 
-_register(BackboneSpec("custom_cnn", build_custom_cnn, 224, "unit", r"^(block\d+)_"))
+register(BackboneSpec("custom_cnn", build_custom_cnn, 224, "unit", r"^(block\d+)_"))

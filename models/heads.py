@@ -1,7 +1,7 @@
 """Classification heads on pooled backbone features, one output per head, named like the head.
 
-* ``report004`` – a shared dense trunk, then a dense/dropout/L2 stack per head (report 004's
-  multi-task EfficientNet head; sizes from its baseline or its Hyperband optimum);
+* ``trunk_mlp`` (alias ``report004``) – a shared dense trunk, then a dense/dropout/L2 stack per
+  head (report 004's multi-task EfficientNet head; sizes from its baseline or its Hyperband optimum);
 * ``linear`` – dropout then one dense layer per head (report 000's replaced classifier, report
   002's per-attribute fully connected layers).
 
@@ -13,10 +13,9 @@ from typing import Dict
 
 import keras
 
-from common.errors import UserError
 from common.registry import Registry
 
-HEADS = Registry("head")
+HEADS = Registry("head", where="model.head")
 
 
 def _regularizer(l2: float):
@@ -28,8 +27,8 @@ def _output(x, head: str, classes: int, activation: str):
     return keras.layers.Dense(classes, activation=activation, dtype="float32", name=head)(x)
 
 
-@HEADS.register("report004")
-def report004_head(features, heads: Dict[str, int], config) -> Dict[str, object]:
+@HEADS.register("trunk_mlp", "report004")
+def trunk_mlp_head(features, heads: Dict[str, int], config) -> Dict[str, object]:
     x = features
     for index, units in enumerate(config.trunk_units, start=1):
         x = keras.layers.Dense(units, activation="relu", kernel_regularizer=_regularizer(config.l2),
@@ -56,8 +55,4 @@ def linear_head(features, heads: Dict[str, int], config) -> Dict[str, object]:
 
 def add_heads(features, heads: Dict[str, int], config) -> Dict[str, object]:
     """Apply the configured head (``config.head``) to pooled ``features``."""
-    try:
-        builder = HEADS.get(config.head)
-    except ValueError as error:
-        raise UserError(f"model.head: {error}") from None
-    return builder(features, heads, config)
+    return HEADS.get(config.head)(features, heads, config)

@@ -4,32 +4,46 @@ All of them use ``keras.ops`` only, so they run on any Keras backend.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Tuple
+
 import keras
 from keras import ops
 
-PACKAGE = "car_recognition"
+from common.registry import Registry
 
-# name → (description, function of float pixels in [0, 255])
-PIXEL_MODES = {
-    "raw": "pixels in [0, 255] (the network normalises them itself, e.g. EfficientNet)",
-    "caffe": "RGB → BGR and ImageNet channel means subtracted (ResNet50)",
-    "symmetric": "scaled to [-1, 1] (MobileNetV2)",
-    "unit": "scaled to [0, 1] (the custom CNN)",
-}
+PACKAGE = "car_recognition"
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelMode:
+    """How a backbone expects its pixels: float pixels ``x`` in [0, 255] (RGB) become
+    ``x[..., ::-1]`` when ``bgr``, then ``x · scale + offset`` (offset: one number or one per channel).
+
+    Plain numbers, so the same mode is applied by a Keras layer (any backend) and by the tf.data
+    pipeline (``data.normalize_in: pipeline``)."""
+
+    description: str
+    scale: float = 1.0
+    offset: Tuple[float, ...] = (0.0,)
+    bgr: bool = False
+
+
+PIXEL_MODES: Registry[PixelMode] = Registry("pixel mode")
+PIXEL_MODES.register("raw")(PixelMode("pixels in [0, 255] (the network normalises them itself, e.g. EfficientNet)"))
+PIXEL_MODES.register("caffe")(PixelMode("RGB → BGR and ImageNet channel means subtracted (ResNet50)",
+                                        offset=tuple(-mean for mean in CAFFE_BGR_MEAN), bgr=True))
+PIXEL_MODES.register("symmetric")(PixelMode("scaled to [-1, 1] (MobileNetV2)", scale=1 / 127.5, offset=(-1.0,)))
+PIXEL_MODES.register("unit")(PixelMode("scaled to [0, 1] (the custom CNN)", scale=1 / 255.0))
 
 
 def normalise_pixels(images, mode: str):
     """Normalise float pixels in [0, 255] the way a backbone expects (see :data:`PIXEL_MODES`)."""
-    if mode == "raw":
-        return images
-    if mode == "caffe":
-        return ops.flip(images, axis=-1) - ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=images.dtype)
-    if mode == "symmetric":
-        return images / 127.5 - 1.0
-    if mode == "unit":
-        return images / 255.0
-    raise ValueError(f"unknown pixel mode {mode!r}; choose one of: {', '.join(PIXEL_MODES)}")
+    pixel = PIXEL_MODES.get(mode)
+    if pixel.bgr:
+        images = ops.flip(images, axis=-1)
+    return images * pixel.scale + ops.convert_to_tensor(pixel.offset, dtype=images.dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -39,9 +53,7 @@ class PixelNormalization(keras.layers.Layer):
 
     def __init__(self, mode: str = "raw", **kwargs):
         super().__init__(**kwargs)
-        if mode not in PIXEL_MODES:
-            raise ValueError(f"unknown pixel mode {mode!r}; choose one of: {', '.join(PIXEL_MODES)}")
-        self.mode = mode
+        self.mode = PIXEL_MODES.canonical(mode)
 
     def call(self, images):
         return normalise_pixels(ops.cast(images, self.compute_dtype), self.mode)

@@ -1,7 +1,7 @@
 """Write ``colab_tpu.ipynb`` and ``kaggle_tpu.ipynb`` from one description (``python notebooks/make_notebooks.py``).
 
 The two notebooks differ only in their install, parameter and data cells; everything else is the
-same sequence of calls into the package (``common.notebook`` chains ``data_prep``, ``training``,
+same sequence of calls into the package (``notebooks.steps`` chains ``data_prep``, ``training``,
 ``tuning`` and ``eval``). Edit this file, not the notebooks: a test checks that the committed
 notebooks are exactly what this script writes, without outputs.
 """
@@ -136,7 +136,7 @@ else:
 os.chdir(PROJECT_DIR)
 sys.path.insert(0, PROJECT_DIR)
 
-from common import notebook as nb  # noqa: E402  (importable once the project is on the path)
+from notebooks import steps as nb  # noqa: E402  (importable once the project is on the path)
 
 print("project:", PROJECT_DIR, "- platform:", nb.platform())
 '''

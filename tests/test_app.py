@@ -197,6 +197,7 @@ def test_a_pdf_is_listed_as_skipped_and_an_oversized_file_refused(served, car_ph
         client.predict([handle_file(str(oversized))], api_name="/fill")
 
 
+@pytest.mark.slow
 def test_page_in_headless_chromium_uploads_a_photo_and_reads_the_fields(served, car_photos, tmp_path):
     pytest.importorskip("selenium")
     from common.browser import chromium_paths, fill_form, open_page

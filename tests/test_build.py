@@ -11,7 +11,7 @@ from data_prep.build import build_dataset
 from data_prep.images import ImageTask, hash_only
 from data_prep.manifest import head_names, load_manifest
 from data_prep.verify import verify_dataset
-from tests.conftest import build_options, read_records
+from tests.helpers import build_options, read_records
 
 
 def test_manifest_describes_the_shards(stanford_build):
@@ -134,7 +134,7 @@ def test_max_side_and_crop_transform_the_written_images(stanford_tree, stanford_
 
 
 def test_min_images_drops_classes_and_reports_them(stanford_tree, tmp_path):
-    from data_prep.readers import read_dataset
+    from data_prep.datasets import read_dataset
 
     root, _ = stanford_tree
     counts = read_dataset("stanford_cars", str(root)).table["model"].value_counts()

@@ -52,7 +52,7 @@ def test_verify_reports_tampering_and_exits_1(stanford_tree, tmp_path, capsys):
 
     root, _ = stanford_tree
     out = tmp_path / "o"
-    from tests.conftest import build_options
+    from tests.helpers import build_options
     build.build_dataset(build_options(root, out, num_shards=1))
     manifest = json.loads((out / "manifest.json").read_text())
     shard = out / manifest["splits"]["train"]["shards"][0]["path"]

@@ -13,7 +13,7 @@ from data_prep import shards
 from data_prep.build import TooManyRejects, build_dataset
 from data_prep.manifest import load_manifest
 from data_prep.verify import verify_dataset
-from tests.conftest import REPO, build_options
+from tests.helpers import REPO, build_options
 
 
 def without_time(manifest):

@@ -25,6 +25,28 @@ def test_registry_refuses_duplicates():
     registry.register("focal")(len)
     with pytest.raises(ValueError, match="registered twice"):
         registry.register("focal")(len)
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("sigmoid", "focal")(len)  # an alias may not shadow a name either
+
+
+def test_registry_names_the_config_key_and_keeps_aliases():
+    from common.registry import UnknownName
+
+    registry = Registry("head", where="model.head")
+
+    @registry.register("trunk_mlp", "report004")
+    def trunk():
+        return "trunk"
+
+    assert registry.get("report004") is trunk and registry.canonical("report004") == "trunk_mlp"
+    assert registry.names() == ["trunk_mlp"] and "report004" in registry and registry.aliases() == {
+        "report004": "trunk_mlp"}
+    with pytest.raises(UnknownName) as error:
+        registry.get("trunk")
+    assert isinstance(error.value, UserError) and isinstance(error.value, ValueError)
+    assert str(error.value).startswith("model.head: unknown head 'trunk'; choose one of: trunk_mlp")
+    with pytest.raises(UnknownName, match=r"^loss.per_head.make: unknown head"):
+        registry.get("x", where="loss.per_head.make")
 
 
 @pytest.mark.parametrize("base", ["local", "ram"])

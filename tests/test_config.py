@@ -8,7 +8,10 @@ import yaml
 from common.cli import run_main
 from common.errors import UserError
 from training import fit as fit_module
-from training.config import CONFIG_DIR, Config, config_from_dict, dump_config, load_config
+from training.config import (CONFIG_DIR, SCHEDULE_CONFIGS, Config, CosineSchedule, PlateauSchedule, StepSchedule,
+                             WarmupExpDecaySchedule, changed_fields, config_from_dict, dump_config, read_config)
+from training.optim import SCHEDULES
+from training.validation import load_config
 
 CONFIGS = sorted(os.path.basename(path) for path in glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
 REPORT_CONFIGS = {"baseline.yaml", "optimal.yaml", "focal_loss.yaml", "report000_efficientnetv2_b2.yaml",
@@ -35,11 +38,20 @@ def test_shipped_configs_load_round_trip_and_are_documented(name):
     (["optimizer.learning_rate=fast"], "optimizer.learning_rate: expected a number (received 'fast')"),
     (["name=[1, 2]"], "name: expected a string"),
     (["data.batch_size=8.5"], "data.batch_size: expected an integer (received 8.5)"),
-    (["model.backbone=resnet"], "did you mean 'resnet50'"),
-    (["training.stages=[{epochs: 2, trainable: everything}]"], "training.stages[0].trainable"),
-    (["loss.alpha=sometimes"], "loss.alpha: expected a number in [0, 1] or 'class_frequency'"),
+    (["model.backbone=resnet"], "model.backbone: unknown backbone 'resnet'; choose one of: "),
+    (["model.backbone=resnet"], "(did you mean 'resnet50'?)"),
+    (["training.stages=[{epochs: 2, trainable: everything}]"], "training.stages[0].trainable: unknown trainable mode"),
+    (["loss.alpha=sometimes"], "loss.alpha: expected a number or one of 'class_frequency' (received 'sometimes')"),
+    (["loss.alpha=2"], "loss.alpha: expected a number in [0, 1] or 'class_frequency'"),
     (["learning_rate"], "--set: expected key=value"),
-    (["data.augment=heavy"], "unknown augmentation preset 'heavy'"),
+    (["data.augment=heavy"], "data.augment: unknown augmentation preset 'heavy'"),
+    (["data.augment_on=gpu"], "data.augment_on: unknown value 'gpu'; choose one of: device, host"),
+    (["training.mixed_precision=bf16"], "training.mixed_precision: expected one of 'mixed_bfloat16', 'mixed_float16'"),
+    (["schedule.name=cosin"], "schedule.name: unknown name 'cosin'; choose one of: constant, cosine, plateau"),
+    (["schedule.drop_every=3"], "schedule.drop_every: unknown key of the 'cosine' schedule; allowed keys: name, warmup_epochs, min_lr"),
+    (["loss.per_head={make: focal}"], "loss.per_head.make: unknown loss 'focal'"),
+    (["data.class_balance=equal"], "data.class_balance: unknown class balance 'equal'"),
+    (["training.strategy=gpus"], "training.strategy: unknown strategy 'gpus'"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(UserError) as error:
@@ -60,3 +72,39 @@ def test_unknown_config_file_suggests_names(capsys):
     assert run_main(fit_module.main, ["--config", "focal_los.yaml"]) == 2
     error = capsys.readouterr().err
     assert "did you mean 'focal_loss.yaml'" in error and "Traceback" not in error
+
+
+def test_each_schedule_has_its_own_keys_and_its_factory():
+    """A key of another schedule is refused (it used to be ignored); names and factories agree."""
+    assert {cls.__dataclass_fields__["name"].default for cls in SCHEDULE_CONFIGS} == set(SCHEDULES.names())
+    assert isinstance(read_config("report002_mobilenetv2_multitask").schedule, StepSchedule)
+    assert isinstance(read_config("report000_efficientnetv2_b2").schedule, PlateauSchedule)
+    assert isinstance(read_config("demo").schedule, CosineSchedule)
+    with pytest.raises(UserError, match="schedule.patience: unknown key"):
+        read_config("demo", ["schedule.patience=3"])
+
+
+def test_report_names_stay_accepted_aliases_and_saved_runs_still_load():
+    """``schedule: report004`` and ``head: report004`` (the reports' names) load as the descriptive
+    ``warmup_exp_decay`` and ``trunk_mlp``; a run saved with the old flat schedule still loads."""
+    from models.heads import HEADS
+
+    assert read_config("baseline").schedule == WarmupExpDecaySchedule(warmup_epochs=5, peak_lr=0.1)
+    assert HEADS.canonical("report004") == "trunk_mlp" and HEADS.get("report004") is HEADS.get("trunk_mlp")
+    saved = {"name": "old", "schedule": {  # as the flat schedule config wrote every run's config.yaml
+        "name": "report004", "warmup_epochs": 0, "start_lr": 1e-6, "peak_lr": 0.1, "warmup_divisor": 6.0,
+        "decay_rate": 0.1, "drop_every": 10, "drop_at": [], "drop_factor": 0.1, "min_lr": 0.0, "monitor": "val_loss",
+        "factor": 0.1, "patience": 5, "cooldown": 0, "min_delta": 0.0001}}
+    assert config_from_dict(saved).schedule == WarmupExpDecaySchedule(warmup_epochs=5)  # 0 meant the report's 5
+    saved["schedule"]["drop_every"] = 3  # a value someone set: not silently dropped
+    with pytest.raises(UserError, match="schedule.drop_every: unknown key"):
+        config_from_dict(saved)
+
+
+def test_resume_mutable_fields_are_marked_on_the_fields():
+    base = read_config("demo")
+    moved = read_config("demo", ["training.epochs=40", "data.shards=gs://bucket/shards", "training.strategy=tpu",
+                                 "training.jit_compile=true", "description=longer"])
+    assert changed_fields(base, moved) == []
+    other = read_config("demo", ["optimizer.learning_rate=0.5", "schedule.warmup_epochs=2", "data.image_size=96"])
+    assert changed_fields(base, other) == ["data.image_size", "optimizer.learning_rate", "schedule.warmup_epochs"]

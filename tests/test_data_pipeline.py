@@ -8,8 +8,9 @@ from PIL import Image
 
 from data_prep import schema
 from data_prep.manifest import load_manifest
+from training.windows import decode_window
 from training.augment import PRESETS, crop_step
-from training.data import (PipelineSpec, class_weights_from_counts, decode_window, eval_dataset, split_files,
+from training.data import (BALANCES, PipelineSpec, class_weights_from_counts, eval_dataset, split_files,
                            train_dataset)
 
 
@@ -22,8 +23,8 @@ def shards(tiny_shards):
 
 def test_training_batches(shards):
     folder, manifest, heads, classes = shards
-    spec = PipelineSpec(heads, classes, 48, one_hot_heads=frozenset({"make"}), augment=PRESETS["basic"],
-                        crop=crop_step(PRESETS["basic"]))
+    spec = PipelineSpec(heads, classes, 48, one_hot_heads=frozenset({"make"}), augment=PRESETS.get("basic"),
+                        crop=crop_step(PRESETS.get("basic")))
     images, labels = next(iter(train_dataset(split_files(folder, manifest, "train"), spec, 8, seed=0)))
     assert images.shape == (8, 48, 48, 3) and images.dtype == tf.float32
     assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 255.0
@@ -170,10 +171,8 @@ def test_each_epoch_draws_its_own_order_and_augmentation_and_a_resume_draws_the_
     """Epoch e's examples and their random crops, flips, rotations, colours … depend on (seed, e) only:
     a run resumed at epoch 1 sees what an uninterrupted run sees in its epoch 1 — and never epoch 0's
     draws again (the replay that made resumed runs train differently)."""
-    from training.augment import get_preset
-
     folder, manifest, heads, classes = shards
-    steps = get_preset(preset)
+    steps = PRESETS.get(preset)
     counts = np.array(manifest["splits"]["train"]["class_counts"]["model"]["per_class"])
     spec = PipelineSpec(heads, classes, 32, augment=steps, crop=crop_step(steps),
                         resample_head="model" if resample else None, resample_counts=counts if resample else None)
@@ -189,3 +188,20 @@ def test_each_epoch_draws_its_own_order_and_augmentation_and_a_resume_draws_the_
         np.testing.assert_array_equal(labels, same)
     first, second = np.concatenate([b[0] for b in uninterrupted[:2]]), np.concatenate([b[0] for b in resumed])
     assert np.abs(first.astype(float) - second.astype(float)).mean() > 10  # a new epoch is not a replay
+
+
+@pytest.mark.parametrize("balance", BALANCES.names())
+def test_every_class_balance_through_the_plan(tiny_shards, balance):
+    from tests.helpers import tiny_config
+    from training.plan import make_plan, training_data
+
+    plan = make_plan(tiny_config(tiny_shards, data={"class_balance": balance, "balance_head": "model"},
+                                 training={"strategy": "cpu"}))
+    spec, counts = plan.pipeline, plan.shards.counts("train", "model")
+    batch = next(iter(training_data(plan)[0]))
+    if balance == "weights":
+        assert np.allclose(spec.class_weights["model"], class_weights_from_counts(counts)) and len(batch) == 3
+    elif balance == "resample":
+        assert spec.resample_head == "model" and list(spec.resample_counts) == list(counts) and len(batch) == 2
+    else:
+        assert spec.class_weights is None and spec.resample_head is None and len(batch) == 2

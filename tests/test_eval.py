@@ -13,9 +13,9 @@ import tensorflow as tf
 from common.cli import run_main
 from common.errors import UserError
 from data_prep.manifest import head_names
-from tests.conftest import read_records
+from tests.helpers import read_records
 
-from tests.conftest import EVAL_SIZE as SIZE
+from tests.helpers import EVAL_SIZE as SIZE
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +89,14 @@ def test_every_output_file_is_well_formed(evaluated, tiny_shards):
     assert "## Hierarchy" in report and "| head |" in report
 
 
+@pytest.mark.slow
 def test_keras_h5_savedmodel_and_tflite_predict_alike(trained, tmp_path):
-    from eval.export import export
-    from eval.loading import load_predictor
+    """Every model format (and every export format) predicts what the .keras model predicts."""
+    from eval.export import EXPORTS, export
+    from eval.loading import MODEL_FORMATS, load_predictor
 
+    assert set(MODEL_FORMATS.names()) == {".keras", ".h5", "savedmodel", ".tflite"}  # all loaded below
+    assert set(EXPORTS.names()) == {"savedmodel", "tflite"}  # all written below
     saved = export(str(trained / "model.keras"), "savedmodel", str(tmp_path / "sm"))
     lite = export(str(trained / "model.keras"), "tflite", str(tmp_path / "model.tflite"))
     quantized = export(str(trained / "model.keras"), "tflite", str(tmp_path / "q.tflite"), quantize=True)
@@ -164,7 +168,7 @@ def test_bad_model_paths_give_one_clear_line(trained, tmp_path, capsys):
              str(tmp_path / "broken.keras"): "is damaged or incomplete (not a .keras zip archive)",
              str(tmp_path / "truncated.keras"): "is damaged or incomplete (not a .keras zip archive)",
              str(tmp_path / "truncated.h5"): "is damaged or incomplete",
-             str(tmp_path / "folder"): "not a SavedModel", str(tmp_path / "weights.pt"): "unknown extension"}
+             str(tmp_path / "folder"): "not a SavedModel", str(tmp_path / "weights.pt"): "--model: unknown model format '.pt'; choose one of: .h5, .keras, .tflite, savedmodel"}
     for path, expected in cases.items():
         code, _, err = run_cli(eval_test, ["--model", path], capsys)
         assert code == 2 and expected in err and "Traceback" not in err and "File not found" not in err, (path, err)
@@ -219,7 +223,7 @@ def test_heads_that_do_not_match_are_named():
 def test_damaged_shards_in_evaluation_give_one_line(trained, tiny_shards, tmp_path, capsys, command, split, how):
     import importlib
 
-    from tests.conftest import damaged_copy
+    from tests.helpers import damaged_copy
 
     shards, name = damaged_copy(tiny_shards, tmp_path / "shards", split, how)
     main = importlib.import_module(f"eval.{command}").main

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from common.cli import run_main
 from data_prep.manifest import head_names
-from tests.conftest import EVAL_SIZE, read_records
+from tests.helpers import EVAL_SIZE, read_records
 
 
 def manifest_of(shards):
@@ -187,11 +187,12 @@ def test_export_cli_and_its_refusals(trained, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name) == []  # nothing half-written
 
 
+@pytest.mark.slow
 def test_pipeline_normalised_models_are_normalised_by_the_predictor(tiny_shards, tmp_path):
     from eval.export import export
     from eval.loading import load_predictor
-    from training.fit import fit
-    from tests.conftest import tiny_config
+    from training.trainer import fit
+    from tests.helpers import tiny_config
 
     config = tiny_config(tiny_shards, data={"image_size": 32, "normalize_in": "pipeline", "augment": "none"},
                          training={"epochs": 1, "steps_per_epoch": 1})
@@ -230,7 +231,7 @@ def test_a_model_with_nan_weights_is_refused_by_predict_and_test(trained, photos
 def test_export_never_deletes_or_overwrites_what_it_did_not_write(trained, tmp_path, capsys, monkeypatch):
     import shutil
 
-    from eval import export, loading
+    from eval import export
 
     run = tmp_path / "run"
     shutil.copytree(trained, run, ignore=shutil.ignore_patterns("eval_*", "export"))
@@ -255,8 +256,7 @@ def test_export_never_deletes_or_overwrites_what_it_did_not_write(trained, tmp_p
              (["--format", "tflite", "--out", "/proc/self/m.tflite"], "cannot write to /proc/self"),
              (["--format", "tflite", "--out", str(tmp_path / "fake.tflite")], "not a TFLite model"),
              (["--format", "tflite", "--out", str(elsewhere / "m.tflite")], "holds another manifest.json")]
-    loads = []
-    monkeypatch.setattr(loading, "load_predictor", lambda *a, **k: loads.append(a) or pytest.fail("loaded"))
+    monkeypatch.setattr(export, "load_predictor", lambda *a, **k: pytest.fail("the model was loaded"))
     for argv, expected in cases:  # refused before the model is even loaded
         assert run_main(export.main, ["--model", model] + argv) == 2
         err = capsys.readouterr().err

@@ -17,15 +17,18 @@ import tensorflow as tf
 
 from common.cli import run_main
 from common.errors import UserError
-from training.config import CONFIG_DIR, config_from_dict, load_config, read_yaml, to_plain
-from training.fit import fit
-from tests.conftest import REPO, tiny_config
+from training.config import CONFIG_DIR, config_from_dict, read_yaml, to_plain
+from training.plan import apply_stage, compile_model, make_plan, new_model, training_data
+from training.trainer import fit
+from training.validation import load_config
+from tests.helpers import REPO, tiny_config
 
 
 def history(run):
     return list(csv.DictReader(open(run / "history.csv")))
 
 
+@pytest.mark.slow
 def test_fit_writes_a_complete_run_folder(tiny_shards, tmp_path):
     config = tiny_config(tiny_shards, loss={"name": "sigmoid_focal"}, training={"model_name": "focal_loss.h5"})
     run = tmp_path / "run"
@@ -54,6 +57,7 @@ def test_fit_writes_a_complete_run_folder(tiny_shards, tmp_path):
     assert type(best.loss["model"]).__name__ == "SigmoidFocalCrossEntropy"
 
 
+@pytest.mark.slow
 def test_same_command_does_nothing_changes_are_refused_more_epochs_extend(tiny_shards, tmp_path, capsys):
     config = tiny_config(tiny_shards, training={"epochs": 1, "evaluate_split": None})
     run = tmp_path / "run"
@@ -73,6 +77,7 @@ def test_same_command_does_nothing_changes_are_refused_more_epochs_extend(tiny_s
     assert json.loads((run / "checkpoints" / "state.json").read_text())["finished"]
 
 
+@pytest.mark.slow
 def test_stages_device_augmentation_and_mixed_precision(tiny_shards, tmp_path):
     stages = [{"epochs": 1, "trainable": "frozen", "optimizer": "adam", "learning_rate": 0.01},
               {"epochs": 1, "trainable": "last_blocks", "unfreeze_blocks": 1, "optimizer": "sgd"}]
@@ -84,13 +89,16 @@ def test_stages_device_augmentation_and_mixed_precision(tiny_shards, tmp_path):
         keras.mixed_precision.set_global_policy("float32")
     assert [row["epoch"] for row in history(tmp_path / "run")] == ["1", "2"]
     model = keras.models.load_model(tmp_path / "run" / "last.keras")
-    assert model.get_layer("augmentation") is not None
+    augmentation = [type(layer).__name__ for layer in model.get_layer("augmentation").layers]
+    assert {"RandomFlip", "RandomRotation", "RandomGrayscale"} <= {name for name in augmentation} | {
+        type(layer.layer).__name__ for layer in model.get_layer("augmentation").layers if hasattr(layer, "layer")}
     backbone = model.get_layer("backbone")
     assert backbone.get_layer("block4_conv").trainable and not backbone.get_layer("block1_conv").trainable
     assert model.get_layer("backbone").get_layer("block4_conv").compute_dtype == "bfloat16"
-    assert model.output["model"].dtype == "float32" if isinstance(model.output, dict) else True
+    assert isinstance(model.output, dict) and all(output.dtype == "float32" for output in model.output.values())
 
 
+@pytest.mark.slow
 def test_balanced_sampling_plateau_and_early_stopping(tiny_shards, tmp_path):
     # frozen backbone (BatchNorm statistics fixed) and a vanishing rate: validation loss cannot improve
     config = tiny_config(tiny_shards, data={"class_balance": "weights"}, model={"trainable": "frozen"},
@@ -109,33 +117,28 @@ def test_balanced_sampling_plateau_and_early_stopping(tiny_shards, tmp_path):
 SHIPPED = sorted(name for name in os.listdir(CONFIG_DIR) if name.endswith(".yaml"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_config_trains_a_step(name, tiny_shards):
-    """Each report's configuration, shrunk (32 px, no downloads), builds its pipeline, model, losses and
-    optimizer and takes one training step per fine-tuning stage (eagerly: tracing big graphs is slow)."""
-    from training import setup
-
+    """Each report's configuration, shrunk (32 px, no downloads), builds its plan, pipeline, model, losses
+    and optimizer and takes one training step per fine-tuning stage (eagerly: tracing big graphs is slow)."""
     raw = to_plain(load_config(name))
     raw["data"].update(shards=str(tiny_shards), image_size=32, batch_size=4, global_batch_size=None, prepare=None)
     raw["model"]["weights"] = "none"
     if raw["model"]["backbone"] == "efficientnet_b5":  # same family and code path, a tenth of the build time
         raw["model"]["backbone"] = "efficientnet_b0"
-    config = config_from_dict(raw)
-    manifest_dir, manifest = setup.load_dataset(config)
-    heads = setup.select_heads(manifest, config.data.heads)
-    spec = setup.pipeline_spec(config, manifest, heads, 32)
-    train, _ = setup.datasets(config, manifest_dir, manifest, spec, 4, pad=False, steps_per_epoch=1)
-    batch = next(iter(train))
-    model = setup.new_model(config, heads, 32)
-    for stage in config.training.stages or [None]:
-        if stage is not None:
-            setup.apply_stage(model, config, stage)
-        setup.compile_model(model, config, manifest, heads, 4, 10, config.total_epochs,
-                            stage.optimizer if stage else None, stage.learning_rate if stage else None)
+    raw["training"].update(strategy="cpu", steps_per_epoch=1)
+    plan = make_plan(config_from_dict(raw))
+    assert (plan.global_batch, plan.image_size, plan.steps_per_epoch) == (4, 32, 1)
+    batch = next(iter(training_data(plan)[0]))
+    model = new_model(plan)
+    for stage in plan.stages:
+        apply_stage(model, plan, stage.config)
+        compile_model(model, plan, stage.config)
         model.run_eagerly = True
         logs = model.train_on_batch(*batch, return_dict=True)
         assert np.isfinite(logs["loss"]), logs
-    assert sorted(model.output_names) == sorted(heads)
+    assert sorted(model.output_names) == sorted(plan.heads)
 
 
 @pytest.mark.slow
@@ -150,10 +153,10 @@ def test_killed_mid_epoch_then_resumed_trains_like_an_uninterrupted_run(tiny_sha
     multithreaded float reductions, which moves a loss by far less than 1e-3 relative (the replay
     changed the first resumed epoch's training loss by about 15%).
     """
-    config = to_plain(tiny_config(tiny_shards, data={"image_size": 64, "augment": "report000", "augment_on": "device",
+    config = to_plain(tiny_config(tiny_shards, data={"image_size": 32, "augment": "report000", "augment_on": "device",
                                                      "deterministic": True},
                                   model={"dropout": 0.3},
-                                  training={"epochs": 6, "steps_per_epoch": 30, "evaluate_split": None}))
+                                  training={"epochs": 5, "steps_per_epoch": 40, "evaluate_split": None}))
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
 
@@ -168,16 +171,16 @@ def test_killed_mid_epoch_then_resumed_trains_like_an_uninterrupted_run(tiny_sha
         if state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 2:
             break
         time.sleep(0.05)
-    time.sleep(0.6)  # into the next epoch
+    time.sleep(0.3)  # into the next epoch
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     done = json.loads(state_file.read_text())["epoch"]
-    assert 2 <= done < 6, "the process was not interrupted mid-training"
+    assert 2 <= done < 5, "the process was not interrupted mid-training"
     resumed = subprocess.run(command(run), cwd=REPO, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming {run} after epoch {done} of 6" in resumed.stderr
+    assert f"resuming {run} after epoch {done} of 5" in resumed.stderr
     epochs = [int(row["epoch"]) for row in history(run)]
-    assert epochs == [1, 2, 3, 4, 5, 6]
+    assert epochs == [1, 2, 3, 4, 5]
     assert len(list((run / "checkpoints").glob("*.keras"))) == 1 and not list(run.rglob("*.tmp-*"))
     straight = subprocess.run(command(reference), cwd=REPO, capture_output=True, text=True, timeout=400)
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -202,6 +205,7 @@ def test_monitors_are_checked_before_the_first_step(tiny_shards, tmp_path, secti
     assert not list((tmp_path / "run").rglob("*.keras"))
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_at_the_first_nan_and_keeps_the_last_finite_epoch(tiny_shards, tmp_path):
     """Epoch 1 trains normally; the schedule then multiplies the rate by 1e33 and the loss becomes NaN."""
     config = tiny_config(tiny_shards, optimizer={"name": "sgd", "learning_rate": 0.001},
@@ -231,22 +235,23 @@ def test_a_nan_never_becomes_the_best_value():
                                           ("{tmp}/a_file", "a_file is a file, not a folder"),
                                           ("{tmp}/a_file/run", "a_file is a file, not a folder")])
 def test_an_unwritable_run_folder_is_refused_before_any_work(tiny_shards, tmp_path, capsys, out, message):
-    from training.fit import main
+    from training.fit import main  # the command line
 
     (tmp_path / "a_file").write_text("in the way")
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(to_plain(tiny_config(tiny_shards))))
     assert run_main(main, ["--config", str(path), "--out", out.replace("{tmp}", str(tmp_path))]) == 2
     err = capsys.readouterr().err
-    assert f"error: --out: " in err and message in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert "error: --out: " in err and message in err and "Traceback" not in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes(tiny_shards, tmp_path, monkeypatch):
     import errno
 
     from training import callbacks
 
-    config = tiny_config(tiny_shards, training={"epochs": 3, "evaluate_split": None})
+    config = tiny_config(tiny_shards, training={"epochs": 2, "evaluate_split": None})
     run = tmp_path / "run"
     original = callbacks.save_model_atomic
 
@@ -265,13 +270,14 @@ def test_a_full_disk_stops_with_one_line_and_the_same_command_resumes(tiny_shard
     assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 1
     monkeypatch.undo()
     fit(config, str(run))  # space freed: the same command resumes after epoch 1
-    assert [row["epoch"] for row in history(run)] == ["1", "2", "3"]
+    assert [row["epoch"] for row in history(run)] == ["1", "2"]
     assert not list(run.rglob("*.tmp-*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split, how", [("train", "corrupt"), ("val", "missing")])
 def test_damaged_or_missing_shards_are_named_with_the_fix(tiny_shards, tmp_path, split, how):
-    from tests.conftest import damaged_copy
+    from tests.helpers import damaged_copy
 
     shards, name = damaged_copy(tiny_shards, tmp_path / "shards", split, how)
     with pytest.raises(UserError) as raised:
@@ -281,3 +287,25 @@ def test_damaged_or_missing_shards_are_named_with_the_fix(tiny_shards, tmp_path,
     assert ("missing" if how == "missing" else "damaged") in message
     if how == "missing":  # found before training, not after an epoch
         assert not (tmp_path / "run" / "checkpoints" / "state.json").exists()
+
+
+@pytest.mark.slow
+def test_a_run_saved_under_the_report_names_resumes_under_the_descriptive_ones(tiny_shards, tmp_path):
+    """A run folder from before the rename (head: report004, a flat schedule listing every key) is the
+    same run as the shipped configurations now spell it: the same command extends it."""
+    run = tmp_path / "run"
+    old = tiny_config(tiny_shards, model={"head": "report004", "trunk_units": [16], "head_units": [8]},
+                      schedule={"name": "report004", "warmup_epochs": 1, "peak_lr": 0.003},
+                      training={"epochs": 1, "evaluate_split": None})
+    fit(old, str(run))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["schedule"] = {"name": "report004", "warmup_epochs": 1, "start_lr": 1e-6, "peak_lr": 0.003,
+                         "warmup_divisor": 6.0, "decay_rate": 0.1, "drop_every": 10, "drop_at": [], "drop_factor": 0.1,
+                         "min_lr": 0.0, "monitor": "val_loss", "factor": 0.1, "patience": 5, "cooldown": 0,
+                         "min_delta": 0.0001}  # as the flat schedule config wrote it
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    new = tiny_config(tiny_shards, model={"head": "trunk_mlp", "trunk_units": [16], "head_units": [8]},
+                      schedule={"name": "warmup_exp_decay", "warmup_epochs": 1, "peak_lr": 0.003},
+                      training={"epochs": 2, "evaluate_split": None})
+    fit(new, str(run))
+    assert [row["epoch"] for row in history(run)] == ["1", "2"]

@@ -4,8 +4,8 @@ import pytest
 
 import keras
 
-from training.losses import (CategoricalFocalCrossentropy, SigmoidFocalCrossEntropy, SparseCategoricalCrossentropy,
-                             class_frequency_alpha)
+from training.losses import (LOSSES, CategoricalFocalCrossentropy, SigmoidFocalCrossEntropy,
+                             SparseCategoricalCrossentropy, class_frequency_alpha)
 from training.metrics import HeadAccuracy
 
 EPS = 1e-7
@@ -128,3 +128,23 @@ def test_head_accuracy_ignores_unknown_labels():
     onehot.update_state(np.array([[1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [0] * 6, [0, 1, 0, 0, 0, 0]], "float32"),
                         predictions)
     assert float(onehot.result()) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_every_registered_loss_through_its_registry_entry(name):
+    """Built the way training builds it (config, class counts): finite, lower for the right answer,
+    unknown labels (-1) contribute nothing; one-hot targets exactly where the entry says so."""
+    from training.config import LossConfig
+
+    spec = LOSSES.get(name)
+    loss = spec.make(LossConfig(name=name, alpha="class_frequency"), np.array([5, 1, 2]), False)
+    good, bad = np.array([[0.8, 0.1, 0.1]], "float32"), np.array([[0.1, 0.1, 0.8]], "float32")
+
+    def value(labels, predictions):
+        targets = np.eye(3, dtype="float32")[labels] if spec.one_hot else labels
+        return float(loss(targets, predictions))
+
+    assert 0 <= value(np.array([0]), good) < value(np.array([0]), bad)
+    if not spec.one_hot:  # integer labels: -1 means unknown
+        both = float(loss(np.array([0, -1]), np.concatenate([good, bad])))
+        assert both == pytest.approx(value(np.array([0]), good) / 2, rel=1e-5)  # mean over the batch, zero for -1

@@ -5,10 +5,10 @@ import pytest
 import keras
 
 from common.errors import UserError
-from models import backbones
-from models.backbones import BACKBONES, block_names, build_backbone, get_backbone
-from models.build import backbone_of, build_model, set_trainable
-from models.layers import PixelNormalization, normalise_pixels
+from models.backbones import BACKBONES, block_names, build_backbone
+from models.build import TRAINABLE, backbone_of, build_model, set_trainable
+from models.heads import HEADS
+from models.layers import PIXEL_MODES, PixelNormalization, normalise_pixels
 from training.config import ModelConfig
 
 
@@ -17,13 +17,17 @@ def shapes(model):
 
 
 def small(backbone, **changes):
-    values = dict(backbone=backbone, weights="none", head="report004", trunk_units=(16,), head_units=(8,),
+    values = dict(backbone=backbone, weights="none", head="trunk_mlp", trunk_units=(16,), head_units=(8,),
                   dropout=0.1, l2=1e-4)
     values.update(changes)
     return ModelConfig(**values)
 
 
-@pytest.mark.parametrize("name", BACKBONES.names())
+FAST_BACKBONES = {"custom_cnn", "mobilenet_v2", "resnet50", "efficientnet_b0", "efficientnetv2_b0"}
+
+
+@pytest.mark.parametrize("name", [name if name in FAST_BACKBONES else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in BACKBONES.names()])
 def test_every_backbone_builds_and_trains_a_step(name):
     keras.utils.set_random_seed(0)
     model = build_model(small(name), {"make": 3, "model": 5}, image_size=32)
@@ -43,13 +47,33 @@ def test_heads_follow_the_manifest(stanford_build):
     heads = {head: entry["num_classes"] for head, entry in manifest["heads"].items()}
     model = build_model(small("custom_cnn"), heads, image_size=32)
     assert shapes(model) == {head: (None, classes) for head, classes in heads.items()}
-    assert model.get_layer("embedding") is not None and model.input_shape == (None, 32, 32, 3)
+    assert model.get_layer("embedding").output.shape == (None, 16) and model.input_shape == (None, 32, 32, 3)
     linear = build_model(small("custom_cnn", head="linear"), {"model": 7}, image_size=32)
     assert [layer.name for layer in linear.layers][-3:] == ["embedding", "head_dropout", "model"]
 
 
+@pytest.mark.parametrize("head", HEADS.names())
+def test_every_head_gives_one_output_per_manifest_head(head):
+    model = build_model(small("custom_cnn", head=head), {"make": 3, "model": 5}, image_size=32)
+    assert shapes(model) == {"make": (None, 3), "model": (None, 5)}
+    outputs = model(np.zeros((2, 32, 32, 3), "float32"))
+    for name, classes in (("make", 3), ("model", 5)):
+        assert np.allclose(np.sum(outputs[name], axis=1), 1.0, atol=1e-5)  # softmax per head
+
+
+@pytest.mark.parametrize("mode", TRAINABLE.names())
+def test_every_trainable_mode(mode):
+    spec = BACKBONES.get("custom_cnn")
+    model = build_model(small("custom_cnn"), {"make": 3}, image_size=32)
+    set_trainable(model, mode, 1, spec=spec)
+    trainable = {weight.path.split("/")[0] for weight in backbone_of(model).trainable_weights}
+    expected = {"all": {"block1_conv", "block4_conv", "top_dense"}, "frozen": set(),
+                "last_blocks": {"block4_conv", "top_dense"}}[mode]
+    assert expected <= trainable and ("block1_conv" in trainable) == (mode == "all")
+
+
 def test_fine_tuning_stages_and_frozen_batchnorm():
-    spec = get_backbone("resnet50")
+    spec = BACKBONES.get("resnet50")
     model = build_model(small("resnet50"), {"make": 3}, image_size=32)
     backbone = backbone_of(model)
     set_trainable(model, "frozen", spec=spec)
@@ -71,7 +95,7 @@ def test_block_layouts_are_sensible():
                                                 ("mobilenet_v2", "expanded_conv", "block_16"),
                                                 ("resnet50", "conv2_block1", "conv5_block3"),
                                                 ("custom_cnn", "block1", "block4")):
-        spec = get_backbone(name)
+        spec = BACKBONES.get(name)
         order = [b for b in dict.fromkeys(block_names(build_backbone(name, 32), spec)) if b not in ("stem", "top")]
         assert order[0] == expected_first and order[-1] == expected_last
 
@@ -98,8 +122,8 @@ def test_weights_errors():
         build_backbone("resnet50", 32, width=0.5)
     with pytest.raises(UserError, match="ImageNet weights exist for widths"):
         build_backbone("mobilenet_v2", 32, weights="imagenet", width=0.6)
-    with pytest.raises(UserError, match="did you mean 'resnet50'"):
-        get_backbone("resnet5")
+    with pytest.raises(UserError, match=r"^model.backbone: unknown backbone 'resnet5'; .*did you mean 'resnet50'"):
+        BACKBONES.get("resnet5")
 
 
 def test_local_weights_file_is_loaded(tmp_path):
@@ -118,12 +142,22 @@ def test_normalising_in_the_pipeline_leaves_the_model_raw():
     assert outside.get_layer("pixel_normalization").mode == "raw"  # never normalised twice
 
 
-def test_pixel_normalisation_per_backbone():
+@pytest.mark.parametrize("mode, expected", [("raw", [0, 127.5, 255]), ("symmetric", [-1, 0, 1]), ("unit", [0, 0.5, 1]),
+                                            ("caffe", [255 - 103.939, 127.5 - 116.779, 0 - 123.68])])
+def test_every_pixel_mode_in_the_model_and_in_the_pipeline(mode, expected):
+    import tensorflow as tf
+
+    from training.data import pipeline_normalised
+
+    assert set(PIXEL_MODES.names()) == {"raw", "symmetric", "unit", "caffe"}
     pixels = np.array([[[[0.0, 127.5, 255.0]]]], dtype="float32")
-    assert np.allclose(normalise_pixels(pixels, "symmetric"), [[[[-1, 0, 1]]]])
-    assert np.allclose(normalise_pixels(pixels, "unit"), [[[[0, 0.5, 1]]]])
-    assert np.allclose(normalise_pixels(pixels, "caffe"), [[[[255 - 103.939, 127.5 - 116.779, 0 - 123.68]]]])
-    assert np.allclose(PixelNormalization("raw")(pixels), pixels)
-    assert {get_backbone(n).pixels for n in ("efficientnet_b3", "efficientnetv2_s")} == {"raw"}
-    assert get_backbone("resnet50").pixels == "caffe" and get_backbone("mobilenet_v2").pixels == "symmetric"
-    assert len(BACKBONES) == 18 and backbones.get_backbone("efficientnet_b7").default_size == 600
+    assert np.allclose(normalise_pixels(pixels, mode), [[[expected]]])
+    assert np.allclose(PixelNormalization(mode)(pixels), [[[expected]]])
+    assert np.allclose(pipeline_normalised(tf.constant(pixels[0]), mode), [[expected]], atol=1e-5)
+
+
+def test_pixel_normalisation_per_backbone():
+    assert {BACKBONES.get(n).pixels for n in ("efficientnet_b3", "efficientnetv2_s")} == {"raw"}
+    assert BACKBONES.get("resnet50").pixels == "caffe" and BACKBONES.get("mobilenet_v2").pixels == "symmetric"
+    assert len(BACKBONES) == 18 and BACKBONES.get("efficientnet_b7").default_size == 600
+    assert all(BACKBONES.get(name).pixels in PIXEL_MODES for name in BACKBONES)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 NOTEBOOKS = ("colab_tpu.ipynb", "kaggle_tpu.ipynb")
 FOLDER = os.path.join(REPO, "notebooks")
@@ -70,6 +70,7 @@ def this_python(tmp_path, monkeypatch):
     return KERNEL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_end_to_end_in_smoke_mode(name, smoke_dir, this_python, monkeypatch):
     pytest.importorskip("nbclient")
@@ -100,7 +101,7 @@ def test_notebook_runs_end_to_end_in_smoke_mode(name, smoke_dir, this_python, mo
 
 
 def test_notebook_helpers_detect_the_platform_and_explain_mistakes(tmp_path, monkeypatch):
-    from common import notebook as nb
+    from notebooks import steps as nb
     from common.errors import UserError
 
     for name in ("COLAB_RELEASE_TAG", "COLAB_GPU", "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE"):
@@ -120,6 +121,7 @@ def test_notebook_helpers_detect_the_platform_and_explain_mistakes(tmp_path, mon
         nb.report_figures(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_a_users_mistake_in_a_notebook_is_one_line_and_stops_the_run(this_python):
     pytest.importorskip("nbclient")
     import nbformat
@@ -127,7 +129,7 @@ def test_a_users_mistake_in_a_notebook_is_one_line_and_stops_the_run(this_python
     from nbclient.exceptions import CellExecutionError
 
     book = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom common import notebook as nb"),
+        nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(REPO)!r})\nfrom notebooks import steps as nb"),
         nbformat.v4.new_code_cell("nb.prepare_shards('stanford_cars', '/nowhere', '/nowhere/shards', max_sides=320)"),
         nbformat.v4.new_code_cell("print('not reached')"),
     ])

@@ -4,7 +4,7 @@ import pytest
 
 from common.errors import UserError
 from data_prep.options import parse_fractions
-from data_prep.splits import assign_splits
+from data_prep.splits import SPLITTERS, assign_splits
 
 LABELS = np.repeat(np.arange(20), np.linspace(20, 80, 20).astype(int))  # imbalanced, 20 classes
 
@@ -74,3 +74,16 @@ def test_bad_fractions_are_clear_errors(text):
 def test_unknown_split_method():
     with pytest.raises(UserError, match="did you mean 'grouped'"):
         assign_splits("grouped_", LABELS, [None] * len(LABELS), 0.1, 0.1, seed=0)
+
+
+@pytest.mark.parametrize("method", SPLITTERS.names())
+def test_every_splitter_assigns_every_row_deterministically(method):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 6, 300)
+    source = np.where(rng.random(300) < 0.5, "train", "test")
+    groups = np.arange(300) // 2  # pairs of near-duplicates
+    first = assign_splits(method, labels, source, 0.15, 0.0 if method == "official" else 0.15, 7, groups)
+    again = assign_splits(method, labels, source, 0.15, 0.0 if method == "official" else 0.15, 7, groups)
+    assert list(first) == list(again) and set(first) == {"train", "val", "test"}
+    pool = first[source == "train"] if SPLITTERS.get(method).official else first  # official: val comes from train
+    assert 0.08 < np.mean(pool == "val") < 0.22

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from common.errors import UserError
-from data_prep.readers import read_dataset
+from data_prep.datasets import read_dataset
 from data_prep.synthetic import generate
 
 EXPECTED_LAYOUT = {"devkit": "devkit", "devkit_nested": "devkit", "torchvision": "torchvision",
@@ -170,7 +170,7 @@ def test_class_folder_images_missing_from_the_annotation_csv_are_reported(tmp_pa
     """An image in a class folder that anno_train.csv does not list is not dropped silently: it is a
     rejection with its reason, in rejected.csv and the build's summary."""
     from data_prep.build import build_dataset
-    from tests.conftest import build_options
+    from tests.helpers import build_options
 
     generate("stanford_cars", str(tmp_path / "raw"), "kaggle", makes=2, models_per_make=2, images_per_model=6,
              seed=6, bad_files=False)

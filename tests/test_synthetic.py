@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 from scipy.io import loadmat
 
-from data_prep.synthetic import generate
+from data_prep.datasets import DATASETS, read_dataset
+from data_prep.synthetic import SYNTHETIC, generate
 
 
 def structure(path):
@@ -68,6 +69,7 @@ def test_pictures_vary_in_size_and_boxes_fit(stanford_tree):
     assert len(sizes) > 10
 
 
+@pytest.mark.slow
 def test_labels_are_learnable_from_small_thumbnails(tmp_path):
     """Make, type and model can be predicted far above chance from 24×16 thumbnails of the box."""
     from sklearn.linear_model import LogisticRegression
@@ -104,3 +106,17 @@ def test_fixed_size_for_benchmarks(tmp_path):
             assert 0.8 < width / 800 < 1.15 and abs(width / height - 4 / 3) < 0.02
         else:
             assert (width, height) == (800, 600)
+
+
+@pytest.mark.parametrize("dataset", DATASETS.names())
+def test_every_dataset_reads_its_synthetic_twin_in_every_variant(dataset, tmp_path):
+    """Each registered dataset has a synthetic twin (same name) in every layout variant, and reads back
+    with its heads and every listed image but the one deliberately missing."""
+    assert set(SYNTHETIC.names()) == set(DATASETS.names())
+    for variant in SYNTHETIC.get(dataset).variants:
+        root = tmp_path / variant.replace("/", "_")
+        truth = generate(dataset, str(root), variant, makes=2, models_per_make=2, images_per_model=3, seed=9)
+        data = read_dataset(dataset, str(root))
+        assert data.heads == DATASETS.get(dataset).heads and data.dataset == dataset
+        assert len(data.table) + len(data.rejected) >= truth["images"] - 1, variant
+        assert "missing file" in " ".join(data.rejected["reason"]), variant

@@ -12,11 +12,13 @@ import yaml
 
 from common.cli import run_main
 from common.errors import UserError
-from training.config import load_config, to_plain
-from training.fit import fit
+from training.config import to_plain
+from training.trainer import fit
+from training.validation import load_config
 from tuning import hyperband
+from tuning.search import ALGORITHMS, SearchOptions, is_worker, search
 from tuning.space import apply, check_space, evaluate, load_space
-from tests.conftest import REPO, tiny_config
+from tests.helpers import REPO, tiny_config
 
 
 @pytest.fixture
@@ -44,7 +46,9 @@ def test_report_spaces_map_onto_configs(tiny_shards):
     assert (config.optimizer.name, config.optimizer.momentum, config.optimizer.learning_rate) == ("sgd", 0.9, 0.001)
     assert (config.model.dropout, config.model.l2) == (0.3, 0.001)
     other = load_space("report000")
-    check_space(other, base)
+    with pytest.raises(UserError, match=r"schedule.patience: unknown key of the 'constant' schedule"):
+        check_space(other, base)  # report 000's space tunes ReduceLROnPlateau: a plateau schedule is needed
+    check_space(other, tiny_config(tiny_shards, schedule={"name": "plateau"}))
     assert {p.name for p in other.hyperparameters} == {"optimizer", "dropout", "batch_size", "patience", "factor",
                                                       "weight_decay", "learning_rate"}
     assert evaluate("[2 * units] * layers", {"units": 64, "layers": 3}) == [128, 128, 128]
@@ -76,7 +80,7 @@ def test_bad_spaces_are_refused_before_training(tiny_shards, tmp_path, text, mes
     (["--objective", "val_make_acc"], "does not report 'val_make_acc'; it reports loss, make_loss"),
     (["--max-epochs", "2", "--factor", "3"], "below the Hyperband minimum for --factor 3"),
     (["--factor", "1"], "reduction factor of at least 2"),
-    (["--algorithm", "grid"], "unknown algorithm 'grid'"),
+    (["--algorithm", "grid"], "--algorithm: unknown algorithm 'grid'; choose one of: bayesian, hyperband, random"),
     (["--space", "report005"], "no file 'report005'"),
 ])
 def test_bad_options_are_clear_errors(tiny_yaml, tmp_path, capsys, arguments, message):
@@ -90,6 +94,7 @@ def read_trials(folder):
     return list(csv.DictReader(open(folder / "trials.csv")))
 
 
+@pytest.mark.slow
 def test_tiny_hyperband_search_to_completion_then_train_the_best(tiny_yaml, tmp_path):
     out = tmp_path / "search"
     argv = ["--config", str(tiny_yaml), "--out", str(out), "--max-epochs", "3", "--factor", "3",
@@ -108,16 +113,22 @@ def test_tiny_hyperband_search_to_completion_then_train_the_best(tiny_yaml, tmp_
     metrics = fit(best, str(tmp_path / "trained"))  # accepted unchanged
     assert set(metrics["heads"]) == {"make", "model", "year", "type"}
     with pytest.raises(UserError, match="holds a search with different settings"):
-        hyperband.search(hyperband.parse_args(argv[:-2] + ["--objective", "val_loss"]))
+        search(SearchOptions(str(tiny_yaml), max_epochs=3, factor=3, objective="val_loss", out=str(out)))
 
 
-def test_random_search(tiny_yaml, tmp_path):
-    out = tmp_path / "random"
-    argv = ["--config", str(tiny_yaml), "--out", str(out), "--algorithm", "random", "--max-trials", "2",
-            "--max-epochs", "1", "--space", "report000"]
-    assert run_main(hyperband.main, argv) == 0
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", [name for name in ALGORITHMS.names() if name != "hyperband"])
+def test_trial_budget_searches(tiny_yaml, tmp_path, algorithm):
+    """Bayesian optimisation and random search (Hyperband above), two one-epoch trials each."""
+    assert set(ALGORITHMS.names()) == {"hyperband", "bayesian", "random"}
+    out = tmp_path / algorithm
+    plateau = tmp_path / "plateau.yaml"
+    plateau.write_text(yaml.safe_dump({**yaml.safe_load(tiny_yaml.read_text()), "schedule": {"name": "plateau"}}))
+    summary = search(SearchOptions(str(plateau), "report000", max_epochs=1, algorithm=algorithm, max_trials=2,
+                                   out=str(out)))
     trials = read_trials(out)
     assert len(trials) == 2 and {t["batch_size"] for t in trials} <= {"32", "64", "128"}
+    assert summary["completed"] == 2 and (out / "best.yaml").is_file()
 
 
 @pytest.mark.slow
@@ -152,9 +163,9 @@ def test_killed_search_continues_without_rerunning_completed_trials(tiny_yaml, t
 
 def test_only_the_chief_writes_results_in_distributed_mode(monkeypatch):
     monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
-    assert not hyperband.is_worker()  # a single machine writes its own results
+    assert not is_worker()  # a single machine writes its own results
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "10.0.0.2")
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
-    assert not hyperband.is_worker()
+    assert not is_worker()
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner3")
-    assert hyperband.is_worker()
+    assert is_worker()

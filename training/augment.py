@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
+import keras
 import tensorflow as tf
 
 from common.errors import UserError
 from common.registry import Registry
+from models.layers import RandomApply
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,79 +51,21 @@ class Step:
 
 
 AUGMENTATIONS: Registry[AugmentOp] = Registry("augmentation")
+PRESETS: Registry[Tuple[Step, ...]] = Registry("augmentation preset", where="data.augment")
 CROP_OPS = ("random_resized_crop", "random_crop")
 
 
-def _rotate(image, seed, max_degrees: float = 15.0):
-    """Rotate by a random angle in ±``max_degrees`` (reflecting at the borders, like Keras)."""
-    angle = tf.random.stateless_uniform([], seed, -max_degrees, max_degrees) * math.pi / 180.0
-    height, width = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2.0
-    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2.0
-    transform = tf.stack([cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0])[None]
-    rotated = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None], transforms=transform, output_shape=tf.shape(image)[:2], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="REFLECT")
-    return rotated[0]
+def augmentation(name: str, device: Optional[Callable] = None):
+    """Register the decorated host operation (with its Keras layer factory for the device, if any)."""
+    def register(host: Callable) -> Callable:
+        AUGMENTATIONS.register(name)(AugmentOp(host, device))
+        return host
 
-
-def _gaussian_blur(image, seed, sigma_min: float = 0.1, sigma_max: float = 2.0):
-    """Blur with a random sigma (separable kernel sized for ``sigma_max``)."""
-    radius = max(1, int(math.ceil(3 * sigma_max)))
-    sigma = tf.random.stateless_uniform([], seed, sigma_min, sigma_max)
-    x = tf.range(-radius, radius + 1, dtype=tf.float32)
-    kernel = tf.exp(-(x ** 2) / (2.0 * sigma ** 2))
-    kernel = kernel / tf.reduce_sum(kernel)
-    horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
-    vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
-    blurred = tf.nn.depthwise_conv2d(tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]],
-                                            mode="REFLECT"), horizontal, [1, 1, 1, 1], "VALID")
-    blurred = tf.nn.depthwise_conv2d(blurred, vertical, [1, 1, 1, 1], "VALID")
-    return blurred[0]
+    return register
 
 
 def _keras_layer(name: str, **kwargs):
-    import keras
-
     return getattr(keras.layers, name)(**kwargs)
-
-
-def _flip_left_right(image, seed):
-    return tf.image.flip_left_right(image)  # always: the step's probability decides
-
-
-def _flip_up_down(image, seed):
-    return tf.image.flip_up_down(image)
-
-
-def _grayscale(image, seed):
-    return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
-
-
-def _brightness(image, seed, max_delta: float = 0.2):
-    return tf.image.stateless_random_brightness(image, max_delta, seed)
-
-
-def _contrast(image, seed, lower: float = 0.8, upper: float = 1.2):
-    return tf.image.stateless_random_contrast(image, lower, upper, seed)
-
-
-def _saturation(image, seed, lower: float = 0.8, upper: float = 1.2):
-    return tf.image.stateless_random_saturation(image, lower, upper, seed)
-
-
-def _hue(image, seed, max_delta: float = 0.05):
-    return tf.image.stateless_random_hue(image, max_delta, seed)
-
-
-def _jpeg_quality(image, seed, min_quality: int = 50, max_quality: int = 95):
-    return tf.image.stateless_random_jpeg_quality(image, min_quality, max_quality, seed)
-
-
-def _decode_time_crop(image, seed, **_):
-    """Cropping happens while decoding (see training.data); nothing is left to do here."""
-    return image
 
 
 # Device equivalents. Keras' factors are approximations of the tf.image ranges (documented per op).
@@ -158,21 +102,82 @@ def _device_blur(sigma_min: float = 0.1, sigma_max: float = 2.0):
                         sigma=(sigma_min, sigma_max), value_range=(0, 255))
 
 
-for _name, _op in {
-    "flip_left_right": AugmentOp(_flip_left_right, _device_flip("horizontal")),
-    "flip_up_down": AugmentOp(_flip_up_down, _device_flip("vertical")),
-    "rotate": AugmentOp(_rotate, _device_rotate),
-    "brightness": AugmentOp(_brightness, _device_brightness),
-    "contrast": AugmentOp(_contrast, _device_contrast),
-    "saturation": AugmentOp(_saturation, _device_saturation),
-    "hue": AugmentOp(_hue, _device_hue),
-    "grayscale": AugmentOp(_grayscale, _device_grayscale),
-    "gaussian_blur": AugmentOp(_gaussian_blur, _device_blur),
-    "jpeg_quality": AugmentOp(_jpeg_quality),  # no Keras layer: host only
-    "random_resized_crop": AugmentOp(_decode_time_crop),
-    "random_crop": AugmentOp(_decode_time_crop),
-}.items():
-    AUGMENTATIONS.register(_name)(_op)
+@augmentation("rotate", _device_rotate)
+def _rotate(image, seed, max_degrees: float = 15.0):
+    """Rotate by a random angle in ±``max_degrees`` (reflecting at the borders, like Keras)."""
+    angle = tf.random.stateless_uniform([], seed, -max_degrees, max_degrees) * math.pi / 180.0
+    height, width = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    x_offset = ((width - 1) - (cos * (width - 1) - sin * (height - 1))) / 2.0
+    y_offset = ((height - 1) - (sin * (width - 1) + cos * (height - 1))) / 2.0
+    transform = tf.stack([cos, -sin, x_offset, sin, cos, y_offset, 0.0, 0.0])[None]
+    rotated = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=transform, output_shape=tf.shape(image)[:2], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")
+    return rotated[0]
+
+
+@augmentation("gaussian_blur", _device_blur)
+def _gaussian_blur(image, seed, sigma_min: float = 0.1, sigma_max: float = 2.0):
+    """Blur with a random sigma (separable kernel sized for ``sigma_max``)."""
+    radius = max(1, int(math.ceil(3 * sigma_max)))
+    sigma = tf.random.stateless_uniform([], seed, sigma_min, sigma_max)
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-(x ** 2) / (2.0 * sigma ** 2))
+    kernel = kernel / tf.reduce_sum(kernel)
+    horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
+    vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+    blurred = tf.nn.depthwise_conv2d(tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]],
+                                            mode="REFLECT"), horizontal, [1, 1, 1, 1], "VALID")
+    blurred = tf.nn.depthwise_conv2d(blurred, vertical, [1, 1, 1, 1], "VALID")
+    return blurred[0]
+
+
+@augmentation("flip_left_right", _device_flip("horizontal"))
+def _flip_left_right(image, seed):
+    return tf.image.flip_left_right(image)  # always: the step's probability decides
+
+
+@augmentation("flip_up_down", _device_flip("vertical"))
+def _flip_up_down(image, seed):
+    return tf.image.flip_up_down(image)
+
+
+@augmentation("grayscale", _device_grayscale)
+def _grayscale(image, seed):
+    return tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(image))
+
+
+@augmentation("brightness", _device_brightness)
+def _brightness(image, seed, max_delta: float = 0.2):
+    return tf.image.stateless_random_brightness(image, max_delta, seed)
+
+
+@augmentation("contrast", _device_contrast)
+def _contrast(image, seed, lower: float = 0.8, upper: float = 1.2):
+    return tf.image.stateless_random_contrast(image, lower, upper, seed)
+
+
+@augmentation("saturation", _device_saturation)
+def _saturation(image, seed, lower: float = 0.8, upper: float = 1.2):
+    return tf.image.stateless_random_saturation(image, lower, upper, seed)
+
+
+@augmentation("hue", _device_hue)
+def _hue(image, seed, max_delta: float = 0.05):
+    return tf.image.stateless_random_hue(image, max_delta, seed)
+
+
+@augmentation("jpeg_quality")  # no Keras layer: host only
+def _jpeg_quality(image, seed, min_quality: int = 50, max_quality: int = 95):
+    return tf.image.stateless_random_jpeg_quality(image, min_quality, max_quality, seed)
+
+
+@augmentation("random_resized_crop")
+@augmentation("random_crop")
+def _decode_time_crop(image, seed, **_):
+    """Cropping happens while decoding (see training.data); nothing is left to do here."""
+    return image
 
 
 def step(name, probability=1.0, **params) -> Step:
@@ -180,48 +185,37 @@ def step(name, probability=1.0, **params) -> Step:
 
 
 # The reports' policies. Parameters a report does not give are marked "assumed".
-PRESETS: Dict[str, Tuple[Step, ...]] = {
-    "none": (),
-    # a light default for new configs
-    "basic": (step("random_resized_crop", 1.0, scale=(0.35, 1.0), ratio=(0.75, 1.333)),
-              step("flip_left_right", 0.5)),
-    # report 000: SimCLR/BYOL-style, each operation with probability 0.5 (strengths assumed)
-    "report000": (step("random_resized_crop", 0.5, scale=(0.5, 1.0), ratio=(0.75, 1.333)),
-                  step("flip_left_right", 0.5), step("flip_up_down", 0.5), step("rotate", 0.5, max_degrees=15.0),
-                  step("brightness", 0.5, max_delta=0.3), step("contrast", 0.5, lower=0.7, upper=1.3),
-                  step("saturation", 0.5, lower=0.7, upper=1.3), step("grayscale", 0.5),
-                  step("gaussian_blur", 0.5, sigma_min=0.1, sigma_max=2.0)),
-    # report 002 names no transformations ("a set of image transformations"): assumed flip + small rotation
-    "report002": (step("flip_left_right", 0.5), step("rotate", 0.5, max_degrees=10.0)),
-    # report 003, transfer learning: random horizontal flip, rotation, resize to 400 px
-    "report003_transfer": (step("flip_left_right", 0.5), step("rotate", 1.0, max_degrees=15.0)),
-    # report 003, custom CNN: random resized crop (torchvision defaults), flip, rotation, ColorJitter(0.2)
-    "report003_cnn": (step("random_resized_crop", 1.0, scale=(0.08, 1.0), ratio=(0.75, 1.333)),
-                      step("flip_left_right", 0.5), step("rotate", 1.0, max_degrees=15.0),
-                      step("brightness", 1.0, max_delta=0.2), step("contrast", 1.0, lower=0.8, upper=1.2),
-                      step("saturation", 1.0, lower=0.8, upper=1.2)),
-    # report 004's augment(): brightness ±0.6, flip, contrast 0.2–0.6, saturation 5–35, hue ±0.2,
-    # applied to every image. Its random_crop took 224 px from 224-px images (a no-op): left out.
-    "report004": (step("brightness", 1.0, max_delta=0.6), step("flip_left_right", 0.5),
-                  step("contrast", 1.0, lower=0.2, upper=0.6), step("saturation", 1.0, lower=5.0, upper=35.0),
-                  step("hue", 1.0, max_delta=0.2)),
-    # report 004's augment() as written, random_crop(224) included: on shards pre-sized with
-    # --max-side (e.g. 320) it is a crop at native resolution, so the host decodes just that window
-    # and resizes nothing — with augment_on: device, the fastest pipeline (README, Performance)
-    "report004_as_written": (step("random_crop", 1.0), step("brightness", 1.0, max_delta=0.6),
-                             step("flip_left_right", 0.5), step("contrast", 1.0, lower=0.2, upper=0.6),
-                             step("saturation", 1.0, lower=5.0, upper=35.0), step("hue", 1.0, max_delta=0.2)),
-    # light and fast for pre-sized shards: a native-resolution crop and a horizontal flip
-    "crop_flip": (step("random_crop", 1.0), step("flip_left_right", 0.5)),
-}
-
-
-def get_preset(name: str) -> Tuple[Step, ...]:
-    if name not in PRESETS:
-        from common.errors import describe_choices
-
-        raise UserError("data.augment: " + describe_choices("augmentation preset", name, PRESETS))
-    return PRESETS[name]
+PRESETS.register("none")(())
+# a light default for new configs
+PRESETS.register("basic")((step("random_resized_crop", 1.0, scale=(0.35, 1.0), ratio=(0.75, 1.333)),
+                           step("flip_left_right", 0.5)))
+# report 000: SimCLR/BYOL-style, each operation with probability 0.5 (strengths assumed)
+PRESETS.register("report000")((
+    step("random_resized_crop", 0.5, scale=(0.5, 1.0), ratio=(0.75, 1.333)), step("flip_left_right", 0.5),
+    step("flip_up_down", 0.5), step("rotate", 0.5, max_degrees=15.0), step("brightness", 0.5, max_delta=0.3),
+    step("contrast", 0.5, lower=0.7, upper=1.3), step("saturation", 0.5, lower=0.7, upper=1.3),
+    step("grayscale", 0.5), step("gaussian_blur", 0.5, sigma_min=0.1, sigma_max=2.0)))
+# report 002 names no transformations ("a set of image transformations"): assumed flip + small rotation
+PRESETS.register("report002")((step("flip_left_right", 0.5), step("rotate", 0.5, max_degrees=10.0)))
+# report 003, transfer learning: random horizontal flip, rotation, resize to 400 px
+PRESETS.register("report003_transfer")((step("flip_left_right", 0.5), step("rotate", 1.0, max_degrees=15.0)))
+# report 003, custom CNN: random resized crop (torchvision defaults), flip, rotation, ColorJitter(0.2)
+PRESETS.register("report003_cnn")((
+    step("random_resized_crop", 1.0, scale=(0.08, 1.0), ratio=(0.75, 1.333)), step("flip_left_right", 0.5),
+    step("rotate", 1.0, max_degrees=15.0), step("brightness", 1.0, max_delta=0.2),
+    step("contrast", 1.0, lower=0.8, upper=1.2), step("saturation", 1.0, lower=0.8, upper=1.2)))
+# report 004's augment(): brightness ±0.6, flip, contrast 0.2–0.6, saturation 5–35, hue ±0.2,
+# applied to every image. Its random_crop took 224 px from 224-px images (a no-op): left out.
+REPORT004 = (step("brightness", 1.0, max_delta=0.6), step("flip_left_right", 0.5),
+             step("contrast", 1.0, lower=0.2, upper=0.6), step("saturation", 1.0, lower=5.0, upper=35.0),
+             step("hue", 1.0, max_delta=0.2))
+PRESETS.register("report004")(REPORT004)
+# report 004's augment() as written, random_crop(224) included: on shards pre-sized with
+# --max-side (e.g. 320) it is a crop at native resolution, so the host decodes just that window
+# and resizes nothing — with augment_on: device, the fastest pipeline (README, Performance)
+PRESETS.register("report004_as_written")((step("random_crop", 1.0),) + REPORT004)
+# light and fast for pre-sized shards: a native-resolution crop and a horizontal flip
+PRESETS.register("crop_flip")((step("random_crop", 1.0), step("flip_left_right", 0.5)))
 
 
 def crop_step(steps) -> Optional[Step]:
@@ -247,10 +241,6 @@ def apply_host(image, steps, seed):
 
 def device_layers(steps):
     """A Keras ``Sequential`` applying the non-crop steps on the accelerator (training only)."""
-    import keras
-
-    from models.layers import RandomApply
-
     layers = []
     for item in steps:
         if item.name in CROP_OPS:

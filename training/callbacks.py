@@ -7,17 +7,17 @@ keep their counters in that state, so a resumed run continues exactly where it s
 """
 from __future__ import annotations
 
-import logging
 import math
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import keras
+import tensorflow as tf
 
 from common.errors import UserError
+from training.config import PlateauSchedule
 from training.optim import current_learning_rate
-from training.run import RunDir, copy_atomic, save_model_atomic
+from training.run import Best, RunDir, RunState, copy_atomic, save_model_atomic
 
-LOG = logging.getLogger("training.callbacks")
 RESUMABLE_FIELDS = {"early_stopping": ("wait", "best", "stopped_epoch"),
                     "plateau": ("wait", "best", "cooldown_counter")}
 
@@ -65,7 +65,7 @@ class StopOnDivergence(keras.callbacks.Callback):
 
     async_safe = True
 
-    def __init__(self, state: dict):
+    def __init__(self, state: RunState):
         super().__init__()
         self.state, self.epoch = state, 0
 
@@ -74,8 +74,7 @@ class StopOnDivergence(keras.callbacks.Callback):
 
     def stop(self, what: str, step: Optional[int]) -> None:
         raise TrainingDiverged(divergence_message(what, self.epoch + 1, step,
-                                                  current_learning_rate(self.model.optimizer),
-                                                  self.state.get("epoch", 0)))
+                                                  current_learning_rate(self.model.optimizer), self.state.epoch))
 
     def on_train_batch_end(self, batch, logs=None):
         if not finite((logs or {}).get("loss", 0.0)):
@@ -151,15 +150,11 @@ class EpochSummaries(keras.callbacks.Callback):
         self.folder, self.writers = folder, {}
 
     def writer(self, name: str):
-        import tensorflow as tf
-
         if name not in self.writers:
             self.writers[name] = tf.summary.create_file_writer(f"{self.folder}/{name}")
         return self.writers[name]
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-
         values = dict(logs or {})
         values.setdefault("learning_rate", current_learning_rate(self.model.optimizer))
         for key, value in values.items():
@@ -209,7 +204,7 @@ def restore_seed_generators(model, states: Optional[List[List[int]]]) -> None:
 class RunCheckpoint(keras.callbacks.Callback):
     """Commit every completed epoch to the run folder (see the module docstring)."""
 
-    def __init__(self, run: RunDir, state: dict, monitor: str, best_names: List[str],
+    def __init__(self, run: RunDir, state: RunState, monitor: str, best_names: List[str],
                  resumable: List[Resumable], stage: int = 0):
         super().__init__()
         self.run, self.state, self.monitor, self.mode = run, state, monitor, monitor_mode(monitor)
@@ -223,34 +218,30 @@ class RunCheckpoint(keras.callbacks.Callback):
         try:
             self.commit(epoch, dict(logs or {}))
         except OSError as error:  # a full disk, a lost mount, permissions: what was committed stays intact
-            kept = self.state.get("epoch", 0)
+            kept = self.state.epoch
             raise UserError(f"could not save epoch {epoch + 1} to {self.run.path} ({error.strerror or error}). "
-                            f"The run's state is intact at epoch {kept}" + (" (nothing completed yet)" if not kept
-                                                                              else "")
+                            f"The run's state is intact at epoch {kept}" + ("" if kept else " (nothing completed yet)")
                             + ": free space (or fix the folder) and run the same command to resume") from None
 
     def commit(self, epoch: int, logs: dict) -> None:
+        """Checkpoint, best model, history, then ``state.json`` (the commit point) for ``epoch``.
+
+        The monitor is one training reports (checked before the first step), so it is in ``logs``."""
         row = {"epoch": epoch + 1, "learning_rate": self.epoch_rate}
         row.update({key: float(value) for key, value in logs.items() if key != "learning_rate"})
-        history = [item for item in self.state.get("history", []) if item["epoch"] < epoch + 1] + [row]
+        history = [item for item in self.state.history if item["epoch"] < epoch + 1] + [row]
         checkpoint = self.run.checkpoint_name(epoch + 1)
         save_model_atomic(self.model, self.run.join(checkpoint))
-        value = logs.get(self.monitor)
-        best = self.state.get("best", {})
-        if value is not None and improved(float(value), best.get("value"), self.mode):
-            best = {"value": float(value), "epoch": epoch + 1, "monitor": self.monitor}
-            self.save_best(checkpoint)
-        elif value is None and self.monitor not in ("", None):
-            LOG.warning("training.monitor %r is not among the logged metrics (%s); keeping the last model as best",
-                        self.monitor, ", ".join(sorted(logs)))
-            best = {"value": None, "epoch": epoch + 1, "monitor": self.monitor}
+        value = float(logs[self.monitor])
+        if improved(value, self.state.best.value if self.state.best else None, self.mode):
+            self.state.best = Best(value, epoch + 1, self.monitor)
             self.save_best(checkpoint)
         self.run.write_history(history)
-        self.state.update({
-            "epoch": epoch + 1, "checkpoint": checkpoint, "best": best, "history": history, "stage": self.stage,
-            "stopped_early": bool(self.model.stop_training), "seed_generators": seed_generator_states(self.model),
-            "callbacks": {callback.state_key: callback.state() for callback in self.resumable},
-        })
+        self.state.epoch, self.state.checkpoint, self.state.history, self.state.stage = (
+            epoch + 1, checkpoint, history, self.stage)
+        self.state.stopped_early = bool(self.model.stop_training)
+        self.state.seed_generators = seed_generator_states(self.model)
+        self.state.callbacks = {callback.state_key: callback.state() for callback in self.resumable}
         self.run.write_state(self.state)
         self.run.remove_old_checkpoints(keep=checkpoint)
 
@@ -262,7 +253,34 @@ class RunCheckpoint(keras.callbacks.Callback):
                 save_model_atomic(self.model, self.run.join(name))
 
 
-def restore(callbacks: List[Resumable], state: Optional[dict]) -> None:
-    saved: Dict[str, dict] = (state or {}).get("callbacks", {})
-    for callback in callbacks:
-        callback.restored = saved.get(callback.state_key)
+def best_model_names(config) -> List[str]:
+    """``model.keras``, plus ``training.model_name`` (e.g. ``focal_loss.h5``) and ``model.h5`` when asked."""
+    names = ["model.keras"]
+    if config.training.model_name != "model.keras":
+        names.append(config.training.model_name)
+    if config.training.save_h5 and not any(name.endswith(".h5") for name in names):
+        names.append("model.h5")
+    return names
+
+
+def run_callbacks(config, run: RunDir, state: RunState, stage_index: int, heads) -> List[keras.callbacks.Callback]:
+    """The callbacks of one stage of ``training.fit``, their counters restored from ``state``.
+
+    Modes are explicit: Keras' "auto" looks for a metric named like the monitor, and ours are per head.
+    """
+    resumable: List[Resumable] = []
+    if config.training.early_stopping_patience:
+        monitor = config.training.early_stopping_monitor
+        resumable.append(ResumableEarlyStopping(monitor=monitor, patience=config.training.early_stopping_patience,
+                                                mode=monitor_mode(monitor)))
+    if isinstance(config.schedule, PlateauSchedule):  # ReduceLROnPlateau lowers the rate
+        schedule = config.schedule
+        resumable.append(ResumableReduceLROnPlateau(monitor=schedule.monitor, factor=schedule.factor,
+                                                    patience=schedule.patience, cooldown=schedule.cooldown,
+                                                    min_delta=schedule.min_delta, min_lr=schedule.min_lr,
+                                                    mode=monitor_mode(schedule.monitor)))
+    for callback in resumable:
+        callback.restored = state.callbacks.get(callback.state_key)
+    checkpoint = RunCheckpoint(run, state, config.training.monitor, best_model_names(config), resumable, stage_index)
+    prefix = [HeadPrefixedLogs(next(iter(heads)))] if len(heads) == 1 else []
+    return prefix + [StopOnDivergence(state)] + resumable + [EpochSummaries(run.join("logs")), checkpoint]

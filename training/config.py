@@ -1,25 +1,34 @@
-"""Typed, strict training configuration: defaults → YAML → ``--set a.b=value`` → validate → freeze.
+"""Typed, strict training configuration: defaults → YAML → ``--set a.b=value`` → types → freeze.
 
-Every section is a frozen dataclass. Unknown keys and wrong types are errors that name the key,
-what is allowed and what was received. The resolved configuration is written to the run folder
-as ``config.yaml`` and reads back to an equal object.
+Every section is a frozen dataclass. Unknown keys, wrong types and values outside a ``Literal`` are
+errors that name the key, what is allowed and what was received; the allowed values are declared
+once, on the field. The schedule is one of several dataclasses chosen by its ``name``, so a key of
+another schedule (a ``drop_every`` under ``cosine``) is an error instead of being ignored. Fields a
+resumed run may change are marked on the fields themselves (:func:`resume_mutable`).
+
+This module imports no Keras: an entry point reads the configuration, chooses the Keras backend
+(``training.backend``), and only then imports what uses Keras. Names that registries hold
+(backbones, losses, …) and numeric ranges are checked by :mod:`training.validation`.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import os
-import re
-import typing
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 import yaml
 
 from common import fs
 from common.errors import UserError
-
-_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+from common.typed import from_mapping, path, to_plain
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+RESUME = "resume_mutable"
+
+
+def resume_mutable(default):
+    """A field that may differ when a run is resumed (another machine, more epochs, the data moved)."""
+    return dataclasses.field(default=default, metadata={RESUME: True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +46,7 @@ class PrepareConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    shards: str = ""  # folder holding manifest.json (local or gs://)
+    shards: str = resume_mutable("")  # folder holding manifest.json (local or gs://)
     heads: Tuple[str, ...] = ()  # empty: every head of the manifest
     image_size: int = 0  # 0: the backbone's native size
     batch_size: int = 32  # per replica
@@ -48,9 +57,9 @@ class DataConfig:
     crop_to_bbox: bool = False
     bbox_margin: float = 0.1
     augment: str = "none"  # a preset of training.augment
-    augment_on: str = "host"  # host (tf.data) | device (Keras layers inside the model)
-    normalize_in: str = "model"  # model | pipeline
-    class_balance: str = "none"  # none | weights | resample
+    augment_on: Literal["host", "device"] = "host"  # tf.data, or Keras layers inside the model
+    normalize_in: Literal["model", "pipeline"] = "model"
+    class_balance: str = "none"  # a balance of training.data (none, weights, resample)
     balance_head: str = "model"
     shuffle_buffer: int = 2048
     deterministic: bool = False  # reproducible input order (parallel reads wait for each other)
@@ -62,13 +71,13 @@ class ModelConfig:
     backbone: str = "efficientnet_b0"
     weights: str = "imagenet"  # imagenet | none | path to a weights file
     width_multiplier: float = 1.0  # MobileNetV2's alpha
-    head: str = "report004"  # report004 | linear
+    head: str = "trunk_mlp"  # a head of models.heads (trunk_mlp, alias report004; linear)
     trunk_units: Tuple[int, ...] = (512,)
     head_units: Tuple[int, ...] = (256,)
     dropout: float = 0.3
     l2: float = 0.0
-    output_activation: str = "softmax"
-    trainable: str = "all"  # all | frozen | last_blocks
+    output_activation: Literal["softmax", "linear"] = "softmax"
+    trainable: str = "all"  # a mode of models.build (all, frozen, last_blocks)
     unfreeze_blocks: int = 0
     freeze_batchnorm: bool = False
 
@@ -79,7 +88,7 @@ class LossConfig:
     per_head: Dict[str, str] = dataclasses.field(default_factory=dict)  # head → loss name override
     head_weights: Dict[str, float] = dataclasses.field(default_factory=dict)  # default 1.0
     label_smoothing: float = 0.0
-    alpha: Union[float, str] = 0.25  # focal losses: a number or "class_frequency"
+    alpha: Union[float, Literal["class_frequency"]] = 0.25  # focal losses
     gamma: float = 2.0
 
 
@@ -95,25 +104,87 @@ class OptimizerConfig:
     base_batch_size: int = 256
 
 
+# Runs saved before the schedules were typed wrote every schedule's keys with these values: such keys
+# are dropped when they belong to another schedule and still hold their old default.
+LEGACY_SCHEDULE_DEFAULTS = {"warmup_epochs": 0, "start_lr": 1e-6, "peak_lr": 0.1, "warmup_divisor": 6.0,
+                            "decay_rate": 0.1, "drop_every": 10, "drop_at": [], "drop_factor": 0.1, "min_lr": 0.0,
+                            "monitor": "val_loss", "factor": 0.1, "patience": 5, "cooldown": 0, "min_delta": 1e-4}
+
+
+# --- schedules: one dataclass each, chosen by ``name`` (ALIASES: earlier names still accepted) ---
+
+class Schedule:
+    """What every schedule config shares: reading a run saved with the old flat schedule."""
+
+    @classmethod
+    def cleaned(cls, raw: dict) -> dict:
+        """``raw`` without the other schedules' keys that an old run wrote with their old defaults."""
+        return {key: value for key, value in raw.items()
+                if not (key in LEGACY_SCHEDULE_DEFAULTS and value == LEGACY_SCHEDULE_DEFAULTS[key])}
+
+
 @dataclasses.dataclass(frozen=True)
-class ScheduleConfig:
-    name: str = "constant"  # constant | report004 | step | cosine | plateau
+class ConstantSchedule(Schedule):
+    """The optimizer's learning rate throughout."""
+
+    name: Literal["constant"] = "constant"
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupExpDecaySchedule(Schedule):
+    """Report 004's ``lr_curve``: ``start + epoch·(peak - start)/warmup_divisor`` for ``warmup_epochs``,
+    then ``peak·exp(-decay_rate·epoch)`` (its 6 with 5 warm-up epochs kept as written)."""
+
+    ALIASES = ("report004",)
+    name: Literal["warmup_exp_decay"] = "warmup_exp_decay"
+    warmup_epochs: int = 5
+    start_lr: float = 1e-6
+    peak_lr: float = 0.1
+    warmup_divisor: float = 6.0
+    decay_rate: float = 0.1
+
+    @classmethod
+    def cleaned(cls, raw: dict) -> dict:
+        values = super().cleaned(raw)
+        if set(LEGACY_SCHEDULE_DEFAULTS) <= set(raw) and not raw.get("warmup_epochs"):
+            values["warmup_epochs"] = 5  # the old flat schedule read 0 as the report's 5 warm-up epochs
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSchedule(Schedule):
+    """The rate × ``drop_factor`` every ``drop_every`` epochs, or at the epochs in ``drop_at``."""
+
+    name: Literal["step"] = "step"
+    drop_every: int = 10
+    drop_at: Tuple[int, ...] = ()
+    drop_factor: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class CosineSchedule(Schedule):
+    """Linear warm-up for ``warmup_epochs``, then cosine decay to ``min_lr``."""
+
+    name: Literal["cosine"] = "cosine"
     warmup_epochs: int = 0
-    start_lr: float = 1e-6  # report004: warm-up start
-    peak_lr: float = 0.1  # report004: the curve's initial rate
-    warmup_divisor: float = 6.0  # report004: (peak - start) / 6 per warm-up epoch, as the report wrote it
-    decay_rate: float = 0.1  # report004: peak × exp(-decay_rate × epoch)
-    drop_every: int = 10  # step
-    drop_at: Tuple[int, ...] = ()  # step: explicit epochs (instead of drop_every)
-    drop_factor: float = 0.1  # step
-    min_lr: float = 0.0  # cosine, plateau
-    monitor: str = "val_loss"  # plateau
-    factor: float = 0.1  # plateau
-    patience: int = 5  # plateau
-    cooldown: int = 0  # plateau
-    min_delta: float = 1e-4  # plateau
+    min_lr: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class PlateauSchedule(Schedule):
+    """A constant rate that ReduceLROnPlateau lowers (resumable)."""
+
+    name: Literal["plateau"] = "plateau"
+    monitor: str = "val_loss"
+    factor: float = 0.1
+    patience: int = 5
+    cooldown: int = 0
+    min_delta: float = 1e-4
+    min_lr: float = 0.0
+
+
+SCHEDULE_CONFIGS = (ConstantSchedule, WarmupExpDecaySchedule, StepSchedule, CosineSchedule, PlateauSchedule)
+ScheduleConfig = Union[ConstantSchedule, WarmupExpDecaySchedule, StepSchedule, CosineSchedule, PlateauSchedule]
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
     """One fine-tuning stage (report 003): what is trainable and how long; optimiser overrides."""
@@ -127,33 +198,33 @@ class StageConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = 10
+    epochs: int = resume_mutable(10)  # more epochs continue a finished run
     steps_per_epoch: Optional[int] = None  # default: training examples // global batch
-    strategy: str = "auto"  # auto | tpu | gpu | cpu | mirrored
-    tpu: str = ""  # TPU name or address for TPUClusterResolver ("" = discover)
-    mixed_precision: Optional[str] = None  # mixed_bfloat16 | mixed_float16
-    jit_compile: bool = False
-    steps_per_execution: int = 1
+    strategy: str = resume_mutable("auto")  # a strategy of training.distribute (auto, tpu, gpu, cpu, mirrored)
+    tpu: str = resume_mutable("")  # TPU name or address for TPUClusterResolver ("" = discover)
+    mixed_precision: Optional[Literal["mixed_bfloat16", "mixed_float16"]] = None
+    jit_compile: bool = resume_mutable(False)
+    steps_per_execution: int = resume_mutable(1)
     monitor: str = "val_loss"  # metric that picks the best model
     early_stopping_patience: Optional[int] = None
     early_stopping_monitor: str = "val_loss"
     model_name: str = "model.keras"  # best model; a name ending in .h5 also writes that file
     save_h5: bool = False
     seed: int = 42
-    evaluate_split: Optional[str] = "test"
+    evaluate_split: Optional[str] = resume_mutable("test")
     stages: Tuple[StageConfig, ...] = ()
-    verbose: int = 2
+    verbose: int = resume_mutable(2)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     name: str = "run"
-    description: str = ""
+    description: str = resume_mutable("")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ConstantSchedule)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
 
     @property
@@ -162,112 +233,26 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# Strict conversion of plain data (YAML) into the dataclasses
+# Reading and comparing configurations
 
 
-def _type_name(kind) -> str:
-    origin = typing.get_origin(kind)
-    if origin is Union:
-        return " or ".join(_type_name(arg) for arg in typing.get_args(kind))
-    if origin in (tuple, Tuple):
-        return f"a list of {_type_name(typing.get_args(kind)[0])}"
-    if origin in (dict, Dict):
-        return f"a mapping of {_type_name(typing.get_args(kind)[1])}"
-    if dataclasses.is_dataclass(kind):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            type(None): "null"}.get(kind, str(kind))
-
-
-def _wrong(where: str, kind, value):
-    return UserError(f"{where}: expected {_type_name(kind)} (received {value!r})")
-
-
-def coerce(value, kind, where: str):
-    """Check ``value`` against the annotation ``kind`` and convert it (lists → tuples, ints → floats)."""
-    origin = typing.get_origin(kind)
-    if dataclasses.is_dataclass(kind):
-        return from_mapping(kind, value, where)
-    if origin is Union:
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
-            return None
-        for option in (option for option in options if option is not type(None)):
-            try:
-                return coerce(value, option, where)
-            except UserError:
-                continue
-        raise _wrong(where, kind, value)
-    if origin in (tuple, Tuple):
-        if not isinstance(value, (list, tuple)):
-            raise _wrong(where, kind, value)
-        item = typing.get_args(kind)[0]
-        return tuple(coerce(element, item, f"{where}[{index}]") for index, element in enumerate(value))
-    if origin in (dict, Dict):
-        if not isinstance(value, dict):
-            raise _wrong(where, kind, value)
-        key_kind, value_kind = typing.get_args(kind)
-        return {coerce(key, key_kind, where): coerce(item, value_kind, _path(where, key))
-                for key, item in value.items()}
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise _wrong(where, kind, value)
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _wrong(where, kind, value)
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT.match(value.strip()):
-            return float(value)  # PyYAML reads 1e-4 (no dot) as a string
-        raise _wrong(where, kind, value)
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise _wrong(where, kind, value)
-    raise TypeError(f"unsupported annotation {kind!r} at {where}")
-
-
-def from_mapping(cls, raw, where: str = ""):
-    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are errors."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise UserError(f"{where or 'the configuration'}: expected a mapping of keys to values (received {raw!r})")
-    hints = typing.get_type_hints(cls)
-    allowed = [field.name for field in dataclasses.fields(cls)]
-    values = {}
-    for key, value in raw.items():
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(f"{_path(where, key)}: unknown key{hint}; allowed keys: {', '.join(allowed)}")
-        values[key] = coerce(value, hints[key], _path(where, key))
-    return cls(**values)
-
-
-def _path(where: str, key) -> str:
-    return f"{where}.{key}" if where else str(key)
-
-
-def to_plain(value):
-    """Dataclasses → dicts, tuples → lists (for YAML)."""
-    if dataclasses.is_dataclass(value):
-        return {field.name: to_plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: to_plain(item) for key, item in value.items()}
-    return value
+def changed_fields(saved, wanted, where: str = "") -> List[str]:
+    """Keys whose values differ between two configurations, except fields marked resume-mutable."""
+    if dataclasses.is_dataclass(saved) and type(saved) is type(wanted):
+        changed = []
+        for field in dataclasses.fields(wanted):
+            if not field.metadata.get(RESUME):
+                changed += changed_fields(getattr(saved, field.name), getattr(wanted, field.name),
+                                          path(where, field.name))
+        return changed
+    return [] if to_plain(saved) == to_plain(wanted) else [where]
 
 
 # ---------------------------------------------------------------------------------------------
 # Files and overrides
 
 
-def resolve_path(name: str) -> str:
+def resolvepath(name: str) -> str:
     """A config path as given, or a bare file name looked up in ``configs/``."""
     if fs.exists(name):
         return name
@@ -316,28 +301,17 @@ def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
     return raw
 
 
-def load_config(name: str, overrides: Sequence[str] = ()) -> Config:
-    """Read, override, convert and validate a configuration file (``name`` may be a bare file name)."""
-    raw = apply_overrides(read_yaml(resolve_path(name)), overrides)
-    config = from_mapping(Config, raw)
-    validate(config)
-    return config
+def read_config(name: str, overrides: Sequence[str] = ()) -> Config:
+    """Read a configuration file (a bare name is looked up in ``configs/``), apply the overrides and
+    check every type. Names and ranges: :func:`training.validation.check_config`."""
+    return config_from_dict(apply_overrides(read_yaml(resolvepath(name)), overrides))
 
 
 def config_from_dict(raw: dict) -> Config:
-    config = from_mapping(Config, raw)
-    validate(config)
-    return config
+    return from_mapping(Config, raw)
 
 
 def dump_config(config: Config, header: str = "") -> str:
     """The resolved configuration as YAML (reads back to an equal :class:`Config`)."""
     text = yaml.safe_dump(to_plain(config), sort_keys=False, default_flow_style=None)
     return (header.rstrip() + "\n" if header else "") + text
-
-
-def validate(config: Config) -> None:
-    """Cross-field checks; names come from the registries so a new entry is valid everywhere."""
-    from training.validation import check_config
-
-    check_config(config)

@@ -15,17 +15,19 @@ host augmented them — and the model normalises them (``models.layers.PixelNorm
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, FrozenSet, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from common.registry import Registry
 from data_prep import schema
 from data_prep.manifest import shard_paths
+from models.layers import PIXEL_MODES
 from training.augment import Step, apply_host
+from training.windows import CROPS, base_window, decode, native_window, random_window, stored_shape
 
 AUTOTUNE = tf.data.AUTOTUNE
-DCT_RATIOS = (8, 4, 2, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,73 +58,6 @@ def parse(serialized, spec: PipelineSpec):
     return schema.parse_example(serialized, spec.heads)
 
 
-def base_window(parsed, shape, spec: PipelineSpec):
-    """(y, x, height, width) in pixels of the region to use: the bbox (+margin) or the whole image."""
-    if not spec.crop_to_bbox:
-        return tf.stack([0, 0, shape[0], shape[1]])
-    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    ymin, xmin, ymax, xmax = tf.unstack(parsed[schema.BBOX])
-    grow_y, grow_x = spec.bbox_margin * (ymax - ymin), spec.bbox_margin * (xmax - xmin)
-    top = tf.minimum(tf.cast(tf.floor(tf.maximum(0.0, ymin - grow_y) * height), tf.int32), shape[0] - 1)
-    left = tf.minimum(tf.cast(tf.floor(tf.maximum(0.0, xmin - grow_x) * width), tf.int32), shape[1] - 1)
-    bottom = tf.minimum(tf.cast(tf.math.ceil(tf.minimum(1.0, ymax + grow_y) * height), tf.int32), shape[0])
-    right = tf.minimum(tf.cast(tf.math.ceil(tf.minimum(1.0, xmax + grow_x) * width), tf.int32), shape[1])
-    return tf.stack([top, left, tf.maximum(1, bottom - top), tf.maximum(1, right - left)])
-
-
-def native_window(window, size: int, seed=None):
-    """A ``size``×``size`` window inside ``window`` (random with ``seed``, else centred) when it fits,
-    else ``window``. At native resolution nothing needs resizing afterwards: the cheapest crop for
-    pre-sized shards.
-    """
-    fits = tf.logical_and(window[2] >= size, window[3] >= size)
-    if seed is not None:
-        offsets = tf.random.stateless_uniform([2], seed, 0, 2 ** 30, dtype=tf.int32)
-        dy = offsets[0] % (tf.maximum(window[2] - size, 0) + 1)
-        dx = offsets[1] % (tf.maximum(window[3] - size, 0) + 1)
-    else:
-        dy, dx = tf.maximum(window[2] - size, 0) // 2, tf.maximum(window[3] - size, 0) // 2
-    crop = tf.stack([window[0] + dy, window[1] + dx, size, size])
-    return tf.where(fits, crop, window)
-
-
-def random_window(window, step: Step, size: int, seed):
-    """The crop step's window: ``random_crop`` (native resolution) or ``random_resized_crop``
-    (area fraction ``scale``, aspect ``ratio``), applied with the step's probability."""
-    crop_seed, coin_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
-    if step.name == "random_crop":
-        crop = native_window(window, size, seed=crop_seed)
-    else:
-        params = step.kwargs
-        begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
-            tf.stack([window[2], window[3], 3]), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-            seed=crop_seed, min_object_covered=0.0, aspect_ratio_range=params.get("ratio", (0.75, 1.333)),
-            area_range=params.get("scale", (0.08, 1.0)), max_attempts=10, use_image_if_no_bounding_boxes=True)
-        crop = tf.stack([window[0] + begin[0], window[1] + begin[1], extent[0], extent[1]])
-    if step.probability >= 1.0:
-        return crop
-    return tf.cond(tf.random.stateless_uniform([], coin_seed) < step.probability, lambda: crop, lambda: window)
-
-
-def decode_window(encoded, window, target: int):
-    """Decode only ``window`` at the coarsest DCT scale (1/8, 1/4, 1/2, 1) that keeps ≥ ``target`` px.
-
-    The window is given in full-resolution pixels; ``decode_and_crop_jpeg`` takes it in scaled ones.
-    """
-    smaller = tf.minimum(window[2], window[3])
-
-    def decoder(ratio):
-        def decode():
-            scaled = tf.stack([window[0] // ratio, window[1] // ratio,
-                               tf.maximum(1, window[2] // ratio), tf.maximum(1, window[3] // ratio)])
-            return tf.io.decode_and_crop_jpeg(encoded, scaled, channels=3, ratio=ratio)
-        return decode
-
-    choice = tf.argmax(tf.stack([smaller // ratio >= target for ratio in DCT_RATIOS] + [True]), output_type=tf.int32)
-    choice = tf.minimum(choice, len(DCT_RATIOS) - 1)
-    return tf.switch_case(choice, [decoder(ratio) for ratio in DCT_RATIOS])
-
-
 def to_model_input(image, spec: PipelineSpec, seed=None):
     """Resize to the model's size (unless the crop already has it), augment (training, host), normalise.
 
@@ -142,10 +77,17 @@ def to_model_input(image, spec: PipelineSpec, seed=None):
         image = apply_host(image / 255.0, spec.augment, seed) * 255.0
     image = tf.ensure_shape(image, [size, size, 3])
     if spec.pixels:
-        from models.layers import normalise_pixels
-
-        image = normalise_pixels(image, spec.pixels)
+        image = pipeline_normalised(image, spec.pixels)
     return image
+
+
+def pipeline_normalised(image, mode: str):
+    """The backbone's pixel normalisation (:data:`models.layers.PIXEL_MODES`) with TensorFlow ops: the
+    pipeline runs in tf.data whatever Keras' backend."""
+    pixel = PIXEL_MODES.get(mode)
+    if pixel.bgr:
+        image = tf.reverse(image, axis=[-1])
+    return image * pixel.scale + tf.constant(pixel.offset, image.dtype)
 
 
 def targets(parsed, spec: PipelineSpec):
@@ -170,28 +112,14 @@ def sample_weights(parsed, spec: PipelineSpec):
     return weights
 
 
-def stored_shape(parsed):
-    """Height and width from the record (written and verified by data_prep: no JPEG header re-parse)."""
-    return tf.cast(tf.stack([parsed[schema.HEIGHT], parsed[schema.WIDTH]]), tf.int32)
-
-
-def decode(encoded, window, spec: PipelineSpec):
-    """A native-resolution crop is decoded as is; anything else at the best DCT scale."""
-    if spec.crop is not None and spec.crop.name == "random_crop" and spec.crop.probability >= 1.0:
-        fits = tf.logical_and(tf.equal(window[2], spec.image_size), tf.equal(window[3], spec.image_size))
-        return tf.cond(fits, lambda: tf.io.decode_and_crop_jpeg(encoded, window, channels=3),
-                       lambda: decode_window(encoded, window, spec.image_size))
-    return decode_window(encoded, window, spec.image_size)
-
-
 def train_example(parsed, spec: PipelineSpec, seed):
     """One training example; ``seed`` (shape [2]) drives its crop and augmentation."""
     crop_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
     encoded = parsed[schema.IMAGE]
-    window = base_window(parsed, stored_shape(parsed), spec)
+    window = base_window(parsed, stored_shape(parsed), spec.crop_to_bbox, spec.bbox_margin)
     if spec.crop is not None:
         window = random_window(window, spec.crop, spec.image_size, crop_seed)
-    image = to_model_input(decode(encoded, window, spec), spec, augment_seed)
+    image = to_model_input(decode(encoded, window, spec.crop, spec.image_size), spec, augment_seed)
     if spec.class_weights:
         return image, targets(parsed, spec), sample_weights(parsed, spec)
     return image, targets(parsed, spec)
@@ -199,10 +127,11 @@ def train_example(parsed, spec: PipelineSpec, seed):
 
 def eval_example(parsed, spec: PipelineSpec):
     encoded = parsed[schema.IMAGE]
-    window = base_window(parsed, stored_shape(parsed), spec)
-    if spec.crop is not None and spec.crop.name == "random_crop":  # evaluate the centre window
+    window = base_window(parsed, stored_shape(parsed), spec.crop_to_bbox, spec.bbox_margin)
+    if spec.crop is not None and CROPS.get(spec.crop.name).native:  # evaluate the centre window
         window = native_window(window, spec.image_size)
-    return to_model_input(decode(encoded, window, spec), spec), targets(parsed, spec)
+    return (to_model_input(decode(encoded, window, spec.crop, spec.image_size), spec),
+            targets(parsed, spec))
 
 
 # --- datasets ---------------------------------------------------------------------------------
@@ -356,6 +285,27 @@ def eval_dataset(files: Sequence[str], spec: PipelineSpec, batch: int, examples:
     if examples is not None:
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-examples // batch)))
     return dataset.prefetch(AUTOTUNE)
+
+
+BALANCES: Registry[Callable] = Registry("class balance", where="data.class_balance")
+
+
+# name → PipelineSpec fields, from ``counts()`` (the training class counts of ``head``) and ``head``
+@BALANCES.register("none")
+def _no_balance(counts: Callable[[], np.ndarray], head: str) -> dict:
+    return {}
+
+
+@BALANCES.register("weights")
+def _weights(counts: Callable[[], np.ndarray], head: str) -> dict:
+    """Per-example loss weights N / (C·n_c) on ``head``."""
+    return {"class_weights": {head: class_weights_from_counts(counts())}}
+
+
+@BALANCES.register("resample")
+def _resample(counts: Callable[[], np.ndarray], head: str) -> dict:
+    """Report 001's weighted sampler (see :func:`resample`)."""
+    return {"resample_head": head, "resample_counts": counts()}
 
 
 def class_weights_from_counts(counts: Sequence[int]) -> np.ndarray:

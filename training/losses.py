@@ -148,7 +148,16 @@ class LossSpec:
     one_hot: bool = False
 
 
-LOSSES: Registry[LossSpec] = Registry("loss")
+LOSSES: Registry[LossSpec] = Registry("loss", where="loss.name")
+
+
+def loss(name: str, one_hot: bool = False):
+    """Register the decorated ``make(config, class_counts, from_logits)`` under ``name``."""
+    def register(make: Callable) -> Callable:
+        LOSSES.register(name)(LossSpec(make, one_hot))
+        return make
+
+    return register
 
 
 def class_frequency_alpha(class_counts: Sequence[int]) -> list:
@@ -169,35 +178,39 @@ def resolve_alpha(config, class_counts: Optional[Sequence[int]]):
     return config.alpha
 
 
-LOSSES.register("sparse_categorical_crossentropy")(LossSpec(
-    lambda config, counts, logits: SparseCategoricalCrossentropy(logits, config.label_smoothing)))
-LOSSES.register("categorical_crossentropy")(LossSpec(
-    lambda config, counts, logits: keras.losses.CategoricalCrossentropy(logits, config.label_smoothing), one_hot=True))
-LOSSES.register("categorical_focal")(LossSpec(
-    lambda config, counts, logits: CategoricalFocalCrossentropy(logits, resolve_alpha(config, counts), config.gamma,
-                                                                config.label_smoothing, sparse_labels=True)))
-LOSSES.register("sigmoid_focal")(LossSpec(
-    lambda config, counts, logits: SigmoidFocalCrossEntropy(logits, resolve_alpha(config, counts), config.gamma,
-                                                            sparse_labels=True)))
+@loss("sparse_categorical_crossentropy")
+def _sparse_categorical_crossentropy(config, counts, logits: bool):
+    return SparseCategoricalCrossentropy(logits, config.label_smoothing)
 
 
-def loss_name(config, head: str) -> str:
-    return config.per_head.get(head, config.name)
+@loss("categorical_crossentropy", one_hot=True)
+def _categorical_crossentropy(config, counts, logits: bool):
+    return keras.losses.CategoricalCrossentropy(logits, config.label_smoothing)
 
 
-def get_loss_spec(name: str) -> LossSpec:
-    try:
-        return LOSSES.get(name)
-    except ValueError as error:
-        raise UserError(f"loss.name: {error}") from None
+@loss("categorical_focal")
+def _categorical_focal(config, counts, logits: bool):
+    return CategoricalFocalCrossentropy(logits, resolve_alpha(config, counts), config.gamma, config.label_smoothing,
+                                        sparse_labels=True)
+
+
+@loss("sigmoid_focal")
+def _sigmoid_focal(config, counts, logits: bool):
+    return SigmoidFocalCrossEntropy(logits, resolve_alpha(config, counts), config.gamma, sparse_labels=True)
+
+
+def loss_spec(config, head: str) -> LossSpec:
+    """The loss of ``head``: ``loss.per_head.<head>`` when set, else ``loss.name``."""
+    if head in config.per_head:
+        return LOSSES.get(config.per_head[head], where=f"loss.per_head.{head}")
+    return LOSSES.get(config.name)
 
 
 def build_losses(config, heads: Sequence[str], class_counts: dict, from_logits: bool = False) -> dict:
     """``{head: loss}`` for ``compile``; ``class_counts[head]`` are the training counts per class."""
-    return {head: get_loss_spec(loss_name(config, head)).make(config, class_counts.get(head), from_logits)
-            for head in heads}
+    return {head: loss_spec(config, head).make(config, class_counts.get(head), from_logits) for head in heads}
 
 
 def one_hot_heads(config, heads: Sequence[str]) -> frozenset:
     """Heads whose loss needs one-hot targets from the input pipeline."""
-    return frozenset(head for head in heads if get_loss_spec(loss_name(config, head)).one_hot)
+    return frozenset(head for head in heads if loss_spec(config, head).one_hot)

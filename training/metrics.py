@@ -14,6 +14,7 @@ from keras import ops
 
 from common.errors import UserError, describe_choices
 from models.layers import PACKAGE
+from training.config import PlateauSchedule
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -77,7 +78,7 @@ def check_monitors(config, heads: Dict[str, int], has_validation: bool) -> None:
     watched = [("training.monitor", config.training.monitor)]
     if config.training.early_stopping_patience:
         watched.append(("training.early_stopping_monitor", config.training.early_stopping_monitor))
-    if config.schedule.name == "plateau":
+    if isinstance(config.schedule, PlateauSchedule):
         watched.append(("schedule.monitor", config.schedule.monitor))
     for key, monitor in watched:
         if monitor not in names:

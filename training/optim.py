@@ -13,12 +13,12 @@ from typing import Sequence
 import keras
 from keras import ops
 
-from common.errors import UserError
 from common.registry import Registry
 from models.layers import PACKAGE
 
-OPTIMIZERS = Registry("optimizer")
-SCHEDULES = Registry("schedule")
+OPTIMIZERS = Registry("optimizer", where="optimizer.name")
+# name (a schedule config's, see training.config) → make(config, rate, steps per epoch, epochs)
+SCHEDULES = Registry("schedule", where="schedule.name")
 
 
 @OPTIMIZERS.register("sgd")
@@ -123,14 +123,26 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
                 "min_lr": self.min_lr}
 
 
-SCHEDULES.register("constant")(lambda config, lr, steps, epochs: lr)
-SCHEDULES.register("plateau")(lambda config, lr, steps, epochs: lr)
-SCHEDULES.register("report004")(lambda config, lr, steps, epochs: Report004Schedule(
-    steps, config.start_lr, config.peak_lr, config.warmup_epochs or 5, config.warmup_divisor, config.decay_rate))
-SCHEDULES.register("step")(lambda config, lr, steps, epochs: StepDecay(
-    steps, lr, config.drop_factor, config.drop_every, config.drop_at))
-SCHEDULES.register("cosine")(lambda config, lr, steps, epochs: WarmupCosine(
-    lr, steps * epochs, steps * config.warmup_epochs, config.min_lr))
+@SCHEDULES.register("constant")
+@SCHEDULES.register("plateau")  # constant; the ReduceLROnPlateau callback lowers it
+def _constant(config, rate: float, steps: int, epochs: int):
+    return rate
+
+
+@SCHEDULES.register("warmup_exp_decay")
+def _warmup_exp_decay(config, rate: float, steps: int, epochs: int):
+    return Report004Schedule(steps, config.start_lr, config.peak_lr, config.warmup_epochs, config.warmup_divisor,
+                             config.decay_rate)
+
+
+@SCHEDULES.register("step")
+def _step(config, rate: float, steps: int, epochs: int):
+    return StepDecay(steps, rate, config.drop_factor, config.drop_every, config.drop_at)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(config, rate: float, steps: int, epochs: int):
+    return WarmupCosine(rate, steps * epochs, steps * config.warmup_epochs, config.min_lr)
 
 
 def learning_rate(optimizer_config, global_batch: int) -> float:
@@ -145,11 +157,8 @@ def build_optimizer(optimizer_config, schedule_config, global_batch: int, steps_
                     name=None, rate=None):
     """An optimizer with its schedule; ``name``/``rate`` override the config (fine-tuning stages)."""
     rate = learning_rate(optimizer_config, global_batch) if rate is None else rate
-    try:
-        schedule = SCHEDULES.get(schedule_config.name)(schedule_config, rate, max(1, steps_per_epoch), epochs)
-        factory = OPTIMIZERS.get(name or optimizer_config.name)
-    except ValueError as error:
-        raise UserError(str(error)) from None
+    schedule = SCHEDULES.get(schedule_config.name)(schedule_config, rate, max(1, steps_per_epoch), epochs)
+    factory = OPTIMIZERS.get(name or optimizer_config.name)
     extra = {}
     if optimizer_config.weight_decay:
         extra["weight_decay"] = optimizer_config.weight_decay

@@ -6,6 +6,7 @@ import io
 from typing import Dict, List, Sequence
 
 from common import fs
+from common.plotting import pyplot, save_figure
 
 
 def read_history(path: str) -> List[Dict[str, float]]:
@@ -15,11 +16,7 @@ def read_history(path: str) -> List[Dict[str, float]]:
 
 def plot_curves(rows: Sequence[dict], heads: Sequence[str], folder: str) -> List[str]:
     """Write ``<head>.png`` per head (accuracy and loss panels); return the written paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written = []
     epochs = [row["epoch"] for row in rows]
     for head in heads:
@@ -36,10 +33,7 @@ def plot_curves(rows: Sequence[dict], heads: Sequence[str], folder: str) -> List
             if axis.get_lines():
                 axis.legend()
         figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
-        plt.close(figure)
         path = fs.join(folder, f"{head}.png")
-        fs.write_bytes_atomic(path, buffer.getvalue())
+        save_figure(figure, path, dpi=100, tight=False)
         written.append(path)
     return written

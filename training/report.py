@@ -4,35 +4,33 @@ from __future__ import annotations
 import json
 from typing import Dict
 
+import keras
+
 from common import fs
+from training.callbacks import HeadPrefixedLogs
+from training.data import padding_factor
+from training.plan import RunPlan, evaluation_data
+from training.plots import plot_curves
+from training.run import RunDir, RunState, copy_atomic
 
 
-def evaluate_best(config, run, context) -> Dict[str, dict]:
+def evaluate_best(plan: RunPlan, run: RunDir) -> Dict[str, dict]:
     """Per-head accuracy (and top-5) of the best model on ``training.evaluate_split``."""
-    import keras
-
-    from training import setup
-    from training.data import eval_dataset, padding_factor, split_files
-
-    split = config.training.evaluate_split
-    if not split or setup.split_size(context.manifest, split) == 0:
+    split = plan.config.training.evaluate_split
+    if not split or not plan.shards.examples(split):
         return {}
-    with context.strategy.scope():
+    with plan.distribution.scope():
         model = keras.models.load_model(run.join("model.keras"))
-    examples = setup.split_size(context.manifest, split)
-    dataset = eval_dataset(split_files(context.manifest_dir, context.manifest, split), context.spec,
-                           context.global_batch, examples=examples, pad=context.pad)
-    values = model.evaluate(dataset, return_dict=True, verbose=0)
-    if context.pad:
-        factor = padding_factor(examples, context.global_batch)
+    examples = plan.shards.examples(split)
+    values = model.evaluate(evaluation_data(plan, split), return_dict=True, verbose=0)
+    if plan.distribution.pad:
+        factor = padding_factor(examples, plan.global_batch)
         values = {key: value * factor if key.endswith("loss") else value for key, value in values.items()}
-    if len(context.heads) == 1:  # Keras drops the output name for single-output models
-        from training.callbacks import HeadPrefixedLogs
-
-        HeadPrefixedLogs(next(iter(context.heads))).rename(values)
+    if len(plan.heads) == 1:  # Keras drops the output name for single-output models
+        HeadPrefixedLogs(next(iter(plan.heads))).rename(values)
     results = {}
-    for head, classes in context.heads.items():
-        counts = context.manifest["splits"][split]["class_counts"][head]
+    for head, classes in plan.heads.items():
+        counts = plan.shards.manifest["splits"][split]["class_counts"][head]
         known = sum(counts["per_class"])
         results[head] = {
             "classes": classes,
@@ -46,11 +44,11 @@ def evaluate_best(config, run, context) -> Dict[str, dict]:
     return {"split": split, "heads": results, "loss": float(values.get("loss", float("nan")))}
 
 
-def print_summary(config, metrics: dict, out: str) -> None:
+def print_summary(name: str, metrics: dict, out: str) -> None:
     if "heads" not in metrics:
         print(f"done: {out} (no held-out split evaluated)")
         return
-    print(f"\n{config.name}: {metrics['split']} split, best model {fs.join(out, 'model.keras')}")
+    print(f"\n{name}: {metrics['split']} split, best model {fs.join(out, 'model.keras')}")
     print(f"  {'head':<10} {'classes':>7} {'accuracy':>9} {'top-5':>7} {'chance':>7} {'majority':>9}")
     for head, entry in metrics["heads"].items():
         top5 = f"{entry['top5']:.3f}" if entry["top5"] is not None else "-"
@@ -59,19 +57,16 @@ def print_summary(config, metrics: dict, out: str) -> None:
               f"{majority:>9}")
 
 
-def finish_run(config, run, state: dict, context) -> dict:
-    from training.plots import plot_curves
-    from training.run import copy_atomic
-
-    copy_atomic(run.join(state["checkpoint"]), run.join("last.keras"))  # the last epoch's checkpoint
-    plot_curves(state.get("history", []), list(context.heads), run.join("curves"))
-    metrics = evaluate_best(config, run, context)
-    metrics["epochs"] = state.get("epoch")
-    metrics["best"] = state.get("best")
-    metrics["strategy"] = {"kind": context.choice.kind, "replicas": context.choice.replicas,
-                           "reason": context.choice.reason, "global_batch": context.global_batch}
+def finish_run(plan: RunPlan, run: RunDir, state: RunState) -> dict:
+    """The last model, the curves, ``metrics.json`` on the held-out split; marks the run finished."""
+    copy_atomic(run.join(state.checkpoint), run.join("last.keras"))  # the last epoch's checkpoint
+    plot_curves(state.history, list(plan.heads), run.join("curves"))
+    metrics = evaluate_best(plan, run)
+    metrics["epochs"] = state.epoch
+    metrics["best"] = state.best.__dict__ if state.best else None
+    metrics["strategy"] = plan.describe()
     fs.write_text_atomic(run.join("metrics.json"), json.dumps(metrics, indent=2))
-    state["finished"] = True
+    state.finished = True
     run.write_state(state)
-    print_summary(config, metrics, run.path)
+    print_summary(plan.config.name, metrics, run.path)
     return metrics

@@ -19,14 +19,61 @@ of the last completed epoch and holds the history and the callbacks' counters.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import shutil
 import tempfile
-from typing import List, Optional
+from typing import Dict, List, Optional
+
+import keras
 
 from common import fs
+
+
+@dataclasses.dataclass
+class Best:
+    """The best value of the monitored metric so far, and the epoch that reached it."""
+
+    value: Optional[float]
+    epoch: int
+    monitor: str
+
+
+@dataclasses.dataclass
+class RunState:
+    """What a run has done, committed to ``checkpoints/state.json`` after every epoch.
+
+    ``history`` rows are ``{"epoch": n, "learning_rate": …, <metric>: …}``; ``callbacks`` the
+    counters of early stopping and ReduceLROnPlateau; ``seed_generators`` the random states of
+    dropout and device-side augmentation (Keras does not save them with the model).
+    """
+
+    epoch: int = 0
+    checkpoint: Optional[str] = None
+    best: Optional[Best] = None
+    history: List[dict] = dataclasses.field(default_factory=list)
+    stage: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    callbacks: Dict[str, dict] = dataclasses.field(default_factory=dict)
+    seed_generators: Optional[List[List[int]]] = None
+
+    def done(self, total_epochs: int) -> bool:
+        return self.stopped_early or self.epoch >= total_epochs
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunState":
+        raw = json.loads(text)
+        known = {field.name for field in dataclasses.fields(cls)}
+        values = {key: value for key, value in raw.items() if key in known}
+        if values.get("best"):
+            values["best"] = Best(**values["best"])
+        return cls(**values)
 
 
 class RunDir:
@@ -47,13 +94,13 @@ class RunDir:
         for folder in ("", "checkpoints", "curves", "logs"):
             fs.makedirs(self.join(folder) if folder else self.path)
 
-    def load_state(self) -> Optional[dict]:
+    def load_state(self) -> Optional[RunState]:
         if not fs.exists(self.state_path):
             return None
-        return json.loads(fs.read_text(self.state_path))
+        return RunState.from_json(fs.read_text(self.state_path))
 
-    def write_state(self, state: dict) -> None:
-        fs.write_text_atomic(self.state_path, json.dumps(state, indent=1))
+    def write_state(self, state: RunState) -> None:
+        fs.write_text_atomic(self.state_path, state.to_json())
 
     def write_history(self, rows: List[dict]) -> None:
         """``history.csv`` from the full list of epoch rows (columns: union of keys, epoch first)."""
@@ -92,8 +139,6 @@ def save_model_atomic(model, path: str) -> None:
 def _save(model, path: str) -> None:
     """``.keras`` keeps the optimizer (resuming needs it); legacy ``.h5`` files are for inference and
     other tools, and the legacy loader cannot restore our optimizer state anyway."""
-    import keras
-
     keras.saving.save_model(model, path, include_optimizer=not path.endswith(".h5"))
 
 

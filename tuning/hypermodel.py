@@ -1,72 +1,45 @@
 """The keras-tuner hypermodel: a trial's configuration = base config + the space's values.
 
-Model building, datasets, losses, optimisers and strategy come from :mod:`training` unchanged; the
-datasets are built per trial because a space may change the batch size or the image size.
+Each trial is a run plan (:func:`training.plan.make_plan`) built from its configuration with the
+search's distribution and shards, so models, losses, optimisers, datasets and sizes come from the
+same builders as ``training.fit``; the datasets are built per trial because a space may change the
+batch size or the image size.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Dict
-
 import keras_tuner
 
+from training.callbacks import HeadPrefixedLogs
+from training.config import Config
+from training.distribute import Distribution
+from training.plan import RunPlan, Shards, compile_model, make_plan, new_model, training_data
 from tuning.space import SearchSpace, apply
 
 
-@dataclasses.dataclass
-class SearchContext:
-    """What every trial shares: strategy, manifest, heads (from ``training.fit.Context``-like setup)."""
-
-    strategy: object
-    replicas: int
-    pad: bool
-    manifest_dir: str
-    manifest: dict
-    heads: Dict[str, int]
-    max_epochs: int
-    verbose: int = 0
-
-
 class CarHyperModel(keras_tuner.HyperModel):
-    def __init__(self, base, space: SearchSpace, context: SearchContext):
+    def __init__(self, base: Config, space: SearchSpace, distribution: Distribution, shards: Shards,
+                 max_epochs: int, verbose: int = 0):
         super().__init__(name="car_recognition")
-        self.base, self.space, self.context = base, space, context
+        self.base, self.space, self.distribution, self.shards = base, space, distribution, shards
+        self.max_epochs, self.verbose = max_epochs, verbose
 
-    def trial_config(self, hp):
+    def trial_config(self, hp) -> Config:
         """The complete training configuration of the trial whose values ``hp`` holds."""
         return apply(self.base, self.space.overrides(self.space.define(hp)))
 
-    def _sizes(self, config):
-        from training import setup
-        from training.strategy import global_batch_size
-
-        global_batch = global_batch_size(config.data.batch_size, self.context.replicas, config.data.global_batch_size)
-        examples = setup.split_size(self.context.manifest, config.data.train_split)
-        steps = config.training.steps_per_epoch or max(1, examples // global_batch)
-        return global_batch, steps
+    def trial_plan(self, hp) -> RunPlan:
+        return make_plan(self.trial_config(hp), self.distribution, self.shards)
 
     def build(self, hp):
-        from training import setup
-
-        config = self.trial_config(hp)
-        global_batch, steps = self._sizes(config)
-        model = setup.new_model(config, self.context.heads, setup.image_size_for(config))
-        setup.compile_model(model, config, self.context.manifest, self.context.heads, global_batch, steps,
-                            self.context.max_epochs)
-        return model
+        plan = self.trial_plan(hp)
+        return compile_model(new_model(plan), plan, epochs=self.max_epochs)
 
     def fit(self, hp, model, *args, **kwargs):
-        from training import setup
-        from training.callbacks import HeadPrefixedLogs
-
-        config = self.trial_config(hp)
-        global_batch, steps = self._sizes(config)
-        spec = setup.pipeline_spec(config, self.context.manifest, self.context.heads, setup.image_size_for(config))
-        train, val = setup.datasets(config, self.context.manifest_dir, self.context.manifest, spec, global_batch,
-                                    self.context.pad, steps, first_epoch=kwargs.get("initial_epoch", 0))
+        plan = self.trial_plan(hp)
+        train, val = training_data(plan, first_epoch=kwargs.get("initial_epoch", 0))
         callbacks = list(kwargs.pop("callbacks", []))
-        if len(self.context.heads) == 1:  # same metric names as multi-head runs, before keras-tuner reads them
-            callbacks.insert(0, HeadPrefixedLogs(next(iter(self.context.heads))))
-        kwargs.setdefault("verbose", self.context.verbose)
-        return model.fit(train, validation_data=val, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                         **kwargs)
+        if len(plan.heads) == 1:  # same metric names as multi-head runs, before keras-tuner reads them
+            callbacks.insert(0, HeadPrefixedLogs(next(iter(plan.heads))))
+        kwargs.setdefault("verbose", self.verbose)
+        return model.fit(train, validation_data=val, steps_per_epoch=plan.steps_per_epoch, callbacks=callbacks,
+                         shuffle=False, **kwargs)

@@ -1,16 +1,17 @@
 """What a search leaves behind: ``trials.csv``, ``search.png`` and ``best.yaml``."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import io
 import math
 from typing import List, Optional
 
 import pandas as pd
 
 from common import fs
+from common.plotting import pyplot, save_figure
 from training.config import dump_config
-from tuning.space import SearchSpace, apply
+from tuning.space import SearchSpace, apply, tidy
 
 TUNER_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round")
 
@@ -28,11 +29,7 @@ def trials_table(oracle, space: SearchSpace) -> pd.DataFrame:
 
 
 def plot_search(table: pd.DataFrame, objective: str, direction: str, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     done = table[table["objective"].notna()]
     figure, axis = plt.subplots(figsize=(7, 3.6))
     if len(done):
@@ -48,19 +45,12 @@ def plot_search(table: pd.DataFrame, objective: str, direction: str, path: str) 
     axis.set_title("search")
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    fs.write_bytes_atomic(path, buffer.getvalue())
+    save_figure(figure, path, dpi=100, tight=False)
 
 
 def best_config(base, space: SearchSpace, trial):
-    from tuning.space import tidy
-
     values = {p.name: tidy(trial.hyperparameters.values[p.name]) for p in space.hyperparameters}
     config = apply(base, space.overrides(values))
-    import dataclasses
-
     return dataclasses.replace(config, name=f"{base.name}_tuned",
                                description=f"{base.name} with the best values of the {space.name} search"), values
 

@@ -28,6 +28,8 @@ import yaml
 
 from common import fs
 from common.errors import UserError
+from training.config import config_from_dict, to_plain
+from training.validation import check_config
 
 SPACE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spaces")
 KINDS = ("choice", "int", "float")
@@ -234,8 +236,6 @@ def evaluate(expression: str, values: Dict[str, object]):
 
 def apply(base, overrides: Dict[str, object]):
     """The base configuration with ``{section.key: value}`` set (validated like any config)."""
-    from training.config import config_from_dict, to_plain
-
     raw = to_plain(base)
     for key, value in overrides.items():
         node, parts = raw, key.split(".")
@@ -244,7 +244,9 @@ def apply(base, overrides: Dict[str, object]):
                 raise UserError(f"space: {key!r} is not a configuration key (no section {part!r})")
             node = node[part]
         node[parts[-1]] = list(value) if isinstance(value, tuple) else value
-    return config_from_dict(raw)
+    config = config_from_dict(raw)
+    check_config(config)
+    return config
 
 
 def check_space(space: SearchSpace, base) -> None:

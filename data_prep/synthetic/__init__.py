@@ -7,16 +7,37 @@ can check the pipeline against it. Command line: ``python -m data_prep.synthetic
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 from common import fs
 from common.errors import UserError, describe_choices
+from common.registry import Registry
 from data_prep.synthetic import catalog, compcars, stanford
 from data_prep.synthetic.generate import render, spoil
+from data_prep.synthetic.stanford import KaggleStyle
 
-LAYOUTS = {"stanford_cars": stanford.VARIANTS, "compcars": compcars.VARIANTS}
 GROUND_TRUTH = "SYNTHETIC.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticDataset:
+    """How to make one dataset: its variants (the first is the default), its class catalogue, the
+    viewpoints its pictures are drawn from and the writer of its on-disk layout."""
+
+    variants: Tuple[str, ...]
+    classes: Callable
+    viewpoints: Tuple[int, ...]
+    write: Callable
+
+
+SYNTHETIC: Registry[SyntheticDataset] = Registry("synthetic dataset", where="--layout")
+SYNTHETIC.register("stanford_cars")(SyntheticDataset(
+    (stanford.DEFAULT_VARIANT,) + tuple(v for v in stanford.VARIANTS if v != stanford.DEFAULT_VARIANT),
+    catalog.stanford_classes, (3, 3, 4, 5), stanford.write_stanford))
+SYNTHETIC.register("compcars")(SyntheticDataset(compcars.VARIANTS, catalog.compcars_classes, compcars.VIEWPOINTS,
+                                                compcars.write_compcars))
 
 
 def generate(layout: str, out: str, variant: Optional[str] = None, makes: int = 4, models_per_make: int = 3,
@@ -24,26 +45,18 @@ def generate(layout: str, out: str, variant: Optional[str] = None, makes: int = 
              size: Optional[Tuple[int, int]] = None, csv_header: bool = False, crlf: bool = False,
              folder_style: str = "hyphen") -> dict:
     """Write a synthetic dataset to ``out`` and return its ground truth (also in ``SYNTHETIC.json``)."""
-    if layout not in LAYOUTS:
-        raise UserError("--layout: " + describe_choices("layout", layout, LAYOUTS))
-    variant = variant or LAYOUTS[layout][0]
-    if variant not in LAYOUTS[layout]:
-        raise UserError("--variant: " + describe_choices(f"{layout} variant", variant, LAYOUTS[layout]))
+    dataset = SYNTHETIC.get(layout)
+    variant = variant or dataset.variants[0]
+    if variant not in dataset.variants:
+        raise UserError("--variant: " + describe_choices(f"{layout} variant", variant, dataset.variants))
     if min(makes, models_per_make, images_per_model) < 1:
         raise UserError("--makes, --models-per-make and --images-per-model must be at least 1")
-    if layout == "stanford_cars":
-        classes = catalog.stanford_classes(makes, models_per_make, seed)
-        pictures = render(classes, images_per_model, seed, viewpoints=(3, 3, 4, 5), size=size)
-    else:
-        classes = catalog.compcars_classes(makes, models_per_make, seed)
-        pictures = render(classes, images_per_model, seed, viewpoints=compcars.VIEWPOINTS, size=size)
+    classes = dataset.classes(makes, models_per_make, seed)
+    pictures = render(classes, images_per_model, seed, viewpoints=dataset.viewpoints, size=size)
     if bad_files:
         spoil(pictures, seed)
     fs.makedirs(out)
-    if layout == "stanford_cars":
-        paths = stanford.write_stanford(out, variant, classes, pictures, seed, csv_header, crlf, folder_style)
-    else:
-        paths = compcars.write_compcars(out, variant, classes, pictures, seed)
+    paths = dataset.write(out, variant, classes, pictures, seed, KaggleStyle(csv_header, crlf, folder_style))
     truth = ground_truth(layout, variant, classes, pictures, paths)
     fs.write_text_atomic(fs.join(out, GROUND_TRUTH), json.dumps(truth, indent=1))
     return truth

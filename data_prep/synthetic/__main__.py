@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from common.cli import run_main
 from common.errors import UserError
-from data_prep.synthetic import LAYOUTS, generate
+from data_prep.synthetic import SYNTHETIC, generate
 
 
 def parse_size(text: Optional[str]):
@@ -24,10 +24,10 @@ def parse_size(text: Optional[str]):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.synthetic", description=__doc__)
-    parser.add_argument("--layout", required=True, choices=sorted(LAYOUTS))
+    parser.add_argument("--layout", required=True, help=", ".join(SYNTHETIC.names()))
     parser.add_argument("--out", required=True, help="folder to write the dataset into")
-    parser.add_argument("--variant", help="stanford_cars: " + ", ".join(LAYOUTS["stanford_cars"])
-                        + "; compcars: " + ", ".join(LAYOUTS["compcars"]) + " (default: the first)")
+    parser.add_argument("--variant", help="; ".join(f"{name}: {', '.join(entry.variants)}"
+                                                    for name, entry in SYNTHETIC.items()) + " (default: the first)")
     parser.add_argument("--makes", type=int, default=4)
     parser.add_argument("--models-per-make", type=int, default=3)
     parser.add_argument("--images-per-model", type=int, default=12)

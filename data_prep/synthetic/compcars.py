@@ -51,8 +51,9 @@ def year_folder(car: CarClass, rng) -> str:
 
 
 def write_compcars(root: str, variant: str, classes: Sequence[CarClass], pictures: Sequence[Picture],
-                   seed: int) -> Dict[int, str]:
-    """Write the dataset; return ``{picture index: image path relative to the base}``."""
+                   seed: int, style=None) -> Dict[int, str]:
+    """Write the dataset; return ``{picture index: image path relative to the base}`` (``style`` is
+    Stanford's Kaggle CSV style, which CompCars has no use for)."""
     base = root if variant == "root" else fs.join(root, *variant.split("/"))
     rng = np.random.default_rng(seed + 11)
     ids = model_ids(classes)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -12,7 +12,6 @@ from data_prep.synthetic.catalog import CarClass
 from data_prep.synthetic.draw import draw_car
 
 # Bad files written in place of some good pictures; the first two cannot be decoded.
-BAD_KINDS = ("zero_byte", "truncated", "png_named_jpg", "grayscale", "cmyk")
 UNDECODABLE = ("zero_byte", "truncated")
 DUPLICATE_FRACTION = 0.05
 
@@ -26,7 +25,7 @@ class Picture:
     bbox: Tuple[int, int, int, int]
     viewpoint: int
     duplicate_of: Optional[int] = None  # index of the picture this one nearly copies
-    bad_kind: Optional[str] = None  # one of BAD_KINDS, "missing", or None
+    bad_kind: Optional[str] = None  # a key of SPOILERS, "missing", or None
     size: Tuple[int, int] = (0, 0)
 
 
@@ -75,23 +74,25 @@ def near_copy(picture: Picture, source: int, rng) -> Picture:
                    duplicate_of=source, size=(width, height))
 
 
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# kind → the bad bytes, from (the picture's JPEG bytes, the decoded image)
+SPOILERS: Dict[str, Callable[[bytes, Image.Image], bytes]] = {
+    "zero_byte": lambda data, image: b"",
+    "truncated": lambda data, image: data[: len(data) * 3 // 5],
+    "png_named_jpg": lambda data, image: _png(image),
+    "grayscale": lambda data, image: encode_jpeg(image.convert("L"), 90),
+    "cmyk": lambda data, image: encode_jpeg(image.convert("CMYK"), 90),
+}
+
+
 def make_bad(picture: Picture, kind: str) -> None:
     """Replace a picture's bytes by a bad variant of the same image (in place)."""
-    image = Image.open(io.BytesIO(picture.data))
-    if kind == "zero_byte":
-        picture.data = b""
-    elif kind == "truncated":
-        picture.data = picture.data[: len(picture.data) * 3 // 5]
-    elif kind == "png_named_jpg":
-        buffer = io.BytesIO()
-        image.save(buffer, "PNG")
-        picture.data = buffer.getvalue()
-    elif kind == "grayscale":
-        picture.data = encode_jpeg(image.convert("L"), 90)
-    elif kind == "cmyk":
-        picture.data = encode_jpeg(image.convert("CMYK"), 90)
-    else:
-        raise ValueError(f"unknown bad-file kind {kind!r}")
+    picture.data = SPOILERS[kind](picture.data, Image.open(io.BytesIO(picture.data)))
     picture.bad_kind = kind
 
 
@@ -99,7 +100,7 @@ def spoil(pictures: List[Picture], seed: int, missing: bool = True) -> None:
     """Turn a few original pictures into one bad file of each kind (and one listed-but-missing file)."""
     rng = np.random.default_rng(seed + 7)
     candidates = [index for index, picture in enumerate(pictures) if picture.duplicate_of is None]
-    kinds = list(BAD_KINDS) + (["missing"] if missing else [])
+    kinds = list(SPOILERS) + (["missing"] if missing else [])
     used = {picture.duplicate_of for picture in pictures if picture.duplicate_of is not None}
     chosen = [index for index in rng.permutation(candidates) if index not in used][:len(kinds)]
     for index, kind in zip(chosen, kinds):

@@ -2,18 +2,21 @@
 torchvision, single-file ``cars_annos.mat`` + ``car_ims/``, and Kaggle class folders with CSVs."""
 from __future__ import annotations
 
+import dataclasses
 import posixpath
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
 from common import fs
+from common.registry import Registry
 from data_prep.synthetic.catalog import CarClass
 from data_prep.synthetic.generate import Picture
 from data_prep.synthetic.matwrite import cell_row, save_mat, struct_array
 
 BOX_FIELDS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
-VARIANTS = ("devkit", "devkit_nested", "torchvision", "car_ims", "kaggle")
+VARIANTS: Registry[Callable] = Registry("stanford_cars variant", where="--variant")  # filled below
+DEFAULT_VARIANT = "devkit"
 FOLDER_STYLES = {"hyphen": "-", "none": "", "underscore": "_"}
 
 
@@ -119,15 +122,41 @@ def write_kaggle(root: str, classes: Sequence[CarClass], pictures, splits, names
     return paths
 
 
-def write_stanford(root: str, variant: str, classes, pictures, seed: int, header: bool = False,
-                   crlf: bool = False, folder_style: str = "hyphen") -> Dict[int, str]:
+@dataclasses.dataclass(frozen=True)
+class KaggleStyle:
+    """How the Kaggle re-uploads differ: CSV header, CRLF line endings, folder name for ``/``."""
+
+    header: bool = False
+    crlf: bool = False
+    folder_style: str = "hyphen"
+
+
+@VARIANTS.register("devkit")
+def _devkit(root, classes, pictures, splits, names, style: KaggleStyle):
+    return write_devkit(root, classes, pictures, splits, names, nested=False)
+
+
+@VARIANTS.register("devkit_nested")
+def _devkit_nested(root, classes, pictures, splits, names, style: KaggleStyle):
+    return write_devkit(root, classes, pictures, splits, names, nested=True)
+
+
+@VARIANTS.register("torchvision")
+def _torchvision(root, classes, pictures, splits, names, style: KaggleStyle):
+    return write_devkit(fs.join(root, "stanford_cars"), classes, pictures, splits, names, nested=False)
+
+
+@VARIANTS.register("car_ims")
+def _car_ims(root, classes, pictures, splits, names, style: KaggleStyle):
+    return write_car_ims(root, classes, pictures, splits)
+
+
+@VARIANTS.register("kaggle")
+def _kaggle(root, classes, pictures, splits, names, style: KaggleStyle):
+    return write_kaggle(root, classes, pictures, splits, names, style.header, style.crlf, style.folder_style)
+
+
+def write_stanford(root: str, variant: str, classes, pictures, seed: int, style: KaggleStyle = KaggleStyle()):
     """Write the dataset; return ``{picture index: image path relative to the layout's base}``."""
     splits = assign_splits(pictures, seed)
-    names = numbered(pictures, splits, seed)
-    if variant in ("devkit", "devkit_nested"):
-        return write_devkit(root, classes, pictures, splits, names, nested=variant == "devkit_nested")
-    if variant == "torchvision":
-        return write_devkit(fs.join(root, "stanford_cars"), classes, pictures, splits, names, nested=False)
-    if variant == "car_ims":
-        return write_car_ims(root, classes, pictures, splits)
-    return write_kaggle(root, classes, pictures, splits, names, header, crlf, folder_style)
+    return VARIANTS.get(variant)(root, classes, pictures, splits, numbered(pictures, splits, seed), style)

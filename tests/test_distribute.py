@@ -1,4 +1,4 @@
-"""Strategy choice on a CPU machine, forced choices, global batch, MirroredStrategy on 2 logical CPUs."""
+"""Distribution choice on a CPU machine, forced choices, global batch, MirroredStrategy on 2 logical CPUs."""
 import json
 import subprocess
 import sys
@@ -8,25 +8,25 @@ import yaml
 
 from common.errors import UserError
 from training.config import to_plain
-from training.strategy import choose_strategy, global_batch_size, tpu_hints
-from tests.conftest import REPO, tiny_config
+from training.distribute import STRATEGIES, choose_distribution, global_batch_size, tpu_hints
+from tests.helpers import REPO, tiny_config
 
 
 def test_auto_falls_back_to_cpu_and_says_why(caplog, monkeypatch):
     for name in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU", "TPU_WORKER_ID"):
         monkeypatch.delenv(name, raising=False)
-    caplog.set_level("INFO", logger="training.strategy")
-    choice = choose_strategy("auto")
-    assert choice.kind == "cpu" and choice.replicas == 1 and not choice.on_tpu
+    caplog.set_level("INFO", logger="training.distribute")
+    choice = choose_distribution("auto")
+    assert choice.kind == "cpu" and choice.replicas == 1 and not choice.on_tpu and not choice.pad
     assert "no TPU found" in choice.reason and "no GPU found" in choice.reason
     assert "strategy: cpu with 1 replica(s)" in caplog.text
-    assert choose_strategy("cpu").kind == "cpu"
+    assert choose_distribution("cpu").kind == "cpu"
 
 
 def test_a_tpu_hint_without_a_tpu_falls_back(monkeypatch):
     monkeypatch.setenv("TPU_NAME", "my-tpu")
     assert "TPU_NAME" in tpu_hints()
-    choice = choose_strategy("auto")
+    choice = choose_distribution("auto")
     assert choice.kind == "cpu" and "TPU initialisation failed" in choice.reason
 
 
@@ -34,7 +34,7 @@ def test_a_tpu_is_initialised_once_per_process(monkeypatch):
     """A notebook shows the accelerator, then trains and tunes: initialising again would wipe the TPU."""
     import tensorflow as tf
 
-    from training import strategy as module
+    from training import distribute as module
 
     calls = []
 
@@ -57,10 +57,23 @@ def test_a_tpu_is_initialised_once_per_process(monkeypatch):
 
 @pytest.mark.parametrize("name, message", [("gpu", "TensorFlow sees no GPU"), ("tpu", "no TPU could be initialised"),
                                            ("mirrored", "needs at least two devices"),
-                                           ("tpus", "did you mean 'tpu'")])
+                                           ("tpus", "training.strategy: unknown strategy 'tpus'.*did you mean 'tpu'")])
 def test_forced_choices_that_are_unavailable(name, message):
     with pytest.raises(UserError, match=message):
-        choose_strategy(name)
+        choose_distribution(name)
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_every_strategy_chooses_or_refuses_clearly_on_this_machine(name, monkeypatch):
+    """On a CPU-only machine: auto and cpu give one CPU replica; the others say what is missing."""
+    for hint in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU", "TPU_WORKER_ID"):
+        monkeypatch.delenv(hint, raising=False)
+    try:
+        choice = choose_distribution(name)
+    except UserError as error:
+        assert name in ("gpu", "tpu", "mirrored") and str(error).startswith(f"training.strategy: {name}")
+    else:
+        assert (choice.kind, choice.replicas) == ("cpu", 1) and choice.describe()["kind"] == "cpu"
 
 
 def test_global_batch_follows_the_replicas():
@@ -72,13 +85,14 @@ def test_global_batch_follows_the_replicas():
 
 SCRIPT = """
 import sys
-from training.strategy import split_cpu
+from training.distribute import split_cpu
 split_cpu(2)  # before TensorFlow initialises
 from training.fit import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tiny_shards, tmp_path):
     config = to_plain(tiny_config(tiny_shards, training={"strategy": "mirrored", "epochs": 1}))
     path = tmp_path / "mirrored.yaml"

@@ -1,18 +1,33 @@
 """What the Colab and Kaggle notebooks call: one function per step, so that no pipeline logic lives
 in a notebook cell. Every step is the package's own (``data_prep``, ``training``, ``tuning``,
-``eval``); these functions only chain them, print what happened and show figures inline.
+``eval``) — this module sits above them all and only chains their functions, prints what happened
+and shows figures inline.
 
 Re-running a step continues it: shard building reuses finished shards, training resumes after the
 last completed epoch, a search continues with its completed trials.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+import tensorflow as tf
+
 from common import fs
+from common.cli import setup_logging
 from common.errors import UserError
+from data_prep.build import build_dataset
+from data_prep.options import BuildOptions
+from data_prep.synthetic import GROUND_TRUTH, generate
+from eval.curves import draw
+from eval.report import print_summary
+from eval.test import default_out, evaluate as run_evaluation
+from training.distribute import choose_distribution, tpu_hints
+from training.trainer import fit
+from training.validation import load_config
+from tuning.search import SearchOptions, search
 
 PLATFORMS = ("colab", "kaggle", "local")
 
@@ -60,14 +75,7 @@ def project_root(start: Optional[str] = None) -> str:
 
 def describe_accelerator(strategy: str = "auto", tpu: str = ""):
     """Choose the strategy training will use and print what was found; returns the choice."""
-    from common.cli import quiet_tensorflow
-
-    quiet_tensorflow()
-    import tensorflow as tf
-
-    from training.strategy import choose_strategy, tpu_hints
-
-    choice = choose_strategy(strategy, tpu)
+    choice = choose_distribution(strategy, tpu)
     devices = tf.config.list_logical_devices(choice.kind.upper()) if choice.kind in ("tpu", "gpu") else []
     print(f"platform: {platform()}; TensorFlow {tf.__version__}")
     print(f"accelerator: {choice.kind}, {choice.replicas} replica(s) — {choice.reason}")
@@ -81,8 +89,6 @@ def describe_accelerator(strategy: str = "auto", tpu: str = ""):
 def synthetic_photos(work: str, makes: int = 4, models_per_make: int = 3, images_per_model: int = 14) -> str:
     """A small synthetic dataset in Stanford Cars' devkit layout under ``work`` (kept when present);
     returns its folder, to build shards from like the real one. For the notebooks' smoke mode."""
-    from data_prep.synthetic import GROUND_TRUTH, generate
-
     if not fs.exists(fs.join(work, GROUND_TRUTH)):
         generate("stanford_cars", work, "devkit", makes=makes, models_per_make=models_per_make,
                  images_per_model=images_per_model, seed=0, bad_files=False, size=(160, 120))
@@ -93,11 +99,6 @@ def prepare_shards(dataset: str, source: str, shards: str, **options) -> dict:
     """Build (or reuse, or finish) the shards of ``dataset`` read from ``source``; prints a summary and
     returns the manifest. ``options`` are :class:`data_prep.options.BuildOptions` fields
     (``split``, ``max_side``, ``min_images``, ``crop``, …)."""
-    import dataclasses
-
-    from data_prep.build import build_dataset
-    from data_prep.options import BuildOptions
-
     known = {field.name for field in dataclasses.fields(BuildOptions)} - {"dataset", "root", "out"}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -117,10 +118,6 @@ def summarise_manifest(manifest: dict, shards: str) -> None:
 def train(config: str, shards: str, run_dir: str, overrides: Sequence[str] = ()) -> dict:
     """``python -m training.fit --config CONFIG --set data.shards=SHARDS --out RUN_DIR`` in-process.
     Re-running the cell after a disconnect resumes after the last completed epoch."""
-    from common.cli import setup_logging
-    from training.config import load_config
-    from training.fit import fit
-
     setup_logging()
     settings = [f"data.shards={shards}", "data.prepare=null"] + list(overrides)
     return fit(load_config(config, settings), run_dir)
@@ -129,22 +126,15 @@ def train(config: str, shards: str, run_dir: str, overrides: Sequence[str] = ())
 def tune(config: str, shards: str, out: str, space: str = "report004", max_epochs: int = 10, factor: int = 3,
          objective: str = "val_loss", overrides: Sequence[str] = ()) -> str:
     """``python -m tuning.hyperband`` in-process; returns the path of ``best.yaml``. Re-running continues."""
-    from tuning.hyperband import main
-
-    argv = ["--config", config, "--space", space, "--max-epochs", str(max_epochs), "--factor", str(factor),
-            "--objective", objective, "--out", out]
-    for setting in [f"data.shards={shards}", "data.prepare=null"] + list(overrides):
-        argv += ["--set", setting]
-    main(argv)
+    setup_logging()
+    settings = (f"data.shards={shards}", "data.prepare=null") + tuple(overrides)
+    search(SearchOptions(config, space, max_epochs, factor, objective, out=out, overrides=settings))
     return fs.join(out, "best.yaml")
 
 
 def evaluate(model: str, show: bool = True, **options) -> dict:
     """``python -m eval.test`` in-process (``options``: data, split, out, tta, batch_size); shows the
     report's tables and figures inline."""
-    from eval.report import print_summary
-    from eval.test import default_out, evaluate as run_evaluation
-
     metrics = run_evaluation(model, **options)
     out = options.get("out") or default_out(model, options.get("split", "test"), options.get("tta", False))
     print_summary(metrics["title"], metrics, out)
@@ -167,7 +157,7 @@ def report_figures(folder: str, heads: Optional[Sequence[str]] = None) -> List[s
 def show_images(paths: Sequence[str], width: int = 480) -> None:
     """Display PNGs inline (a plain listing outside IPython)."""
     try:
-        from IPython.display import Image, display
+        from IPython.display import Image, display  # optional: only inside a notebook
     except ImportError:
         for path in paths:
             print(path)
@@ -185,8 +175,6 @@ def show_report(folder: str, heads: Optional[Sequence[str]] = None) -> Dict[str,
 
 def show_curves(run_dir: str) -> List[str]:
     """Redraw and show a run's training curves (``eval.curves``)."""
-    from eval.curves import draw
-
     paths = draw([run_dir])
     show_images(paths)
     return paths

@@ -1,0 +1,75 @@
+"""What tests share besides fixtures: paths, small configurations, reading records, damaging shards.
+
+Imported as ``tests.helpers``; ``conftest.py`` holds the fixtures only.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+
+import tensorflow as tf
+
+from data_prep import schema
+from data_prep.manifest import shard_paths
+from data_prep.options import BuildOptions
+from training.config import config_from_dict
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata" / "stanford_cars"
+EVAL_SIZE = 64  # the tiny shards' images are ≤ 64 px: every pipeline decodes them at full scale
+
+
+def build_options(root, out, **overrides):
+    settings = dict(dataset="stanford_cars", root=str(root), out=str(out), workers=1, progress=False,
+                    accept_rejects=True)
+    settings.update(overrides)
+    return BuildOptions(**settings)
+
+
+def read_records(out, manifest, split=None):
+    """All records of a build (or one split) parsed with the project's schema, as numpy dicts."""
+    heads = list(manifest["heads"])
+    splits = [split] if split else list(manifest["splits"])
+    records = []
+    for name in splits:
+        for path in shard_paths(str(out), manifest, name):
+            for serialized in tf.data.TFRecordDataset(path):
+                parsed = schema.parse_example(serialized, heads)
+                record = {key: value.numpy() for key, value in parsed.items()}
+                record["split"] = name
+                records.append(record)
+    return records
+
+
+def tiny_config(shards, **sections):
+    """A small, fast training configuration (custom CNN, 32 px, no downloads) with section overrides."""
+    raw = {
+        "name": "tiny",
+        "data": {"shards": str(shards), "image_size": 32, "batch_size": 8, "augment": "basic"},
+        "model": {"backbone": "custom_cnn", "weights": "none", "head": "linear", "dropout": 0.1},
+        "optimizer": {"name": "adam", "learning_rate": 0.003},
+        "training": {"epochs": 2, "verbose": 0, "steps_per_epoch": 3, "monitor": "val_model_accuracy"},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    return config_from_dict(raw)
+
+
+def damaged_copy(shards, target, split: str, how: str = "corrupt"):
+    """A copy of a shards folder whose first ``split`` shard is corrupted in the middle (``corrupt``)
+    or deleted (``missing``); returns (folder, the shard's file name)."""
+    shutil.copytree(shards, target)
+    name = json.loads((target / "manifest.json").read_text())["splits"][split]["shards"][0]["path"]
+    shard = target / name
+    if how == "missing":
+        shard.unlink()
+    else:
+        data = bytearray(shard.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])
+        shard.write_bytes(bytes(data))
+    return target, name

@@ -26,7 +26,7 @@ from common.errors import UserError, describe_choices
 
 LOG = logging.getLogger("common.backend")
 BACKENDS = ("tensorflow", "jax")
-TPU_HINTS = ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU", "TPU_WORKER_ID", "TPU_SKIP_MDS_QUERY")
+TPU_HINTS = ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU", "TPU_WORKER_ID")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Choice:
 
 
 _CHOSEN: List[Choice] = []  # the process's choice, once made
+_USER_ENVIRONMENT = os.environ.get("KERAS_BACKEND")  # what the user set, before any choice of ours
 
 
 def tpu_hints() -> List[str]:
@@ -69,9 +70,8 @@ def keras_backend_in_use() -> Optional[str]:
 
 
 def _auto() -> Choice:
-    environment = os.environ.get("KERAS_BACKEND")
-    if environment:
-        return Choice(environment, "KERAS_BACKEND is set")
+    if _USER_ENVIRONMENT:
+        return Choice(_USER_ENVIRONMENT, "KERAS_BACKEND is set")
     hints = tpu_hints()
     if hints:
         devices = jax_tpu_devices()
@@ -82,12 +82,16 @@ def _auto() -> Choice:
 
 
 def choose(requested: str = "auto") -> Choice:
-    """Fix the Keras backend for this process (call before Keras is imported); returns the choice."""
+    """Fix the Keras backend for this process (call before Keras — or TensorFlow, which imports Keras
+    — is imported); returns the choice. ``auto`` keeps an earlier choice of this process; an explicit
+    backend may still replace an automatic choice as long as Keras is not imported yet."""
+    if requested == "auto" and _CHOSEN:
+        return _CHOSEN[-1]
     if requested not in ("auto",) + BACKENDS:
         raise UserError("training.backend: " + describe_choices("backend", requested, ("auto",) + BACKENDS))
-    environment = os.environ.get("KERAS_BACKEND")
-    if requested != "auto" and environment and environment != requested:
-        raise UserError(f"training.backend: {requested}, but KERAS_BACKEND={environment} is set; unset one of them")
+    if requested != "auto" and _USER_ENVIRONMENT and _USER_ENVIRONMENT != requested:
+        raise UserError(f"training.backend: {requested}, but KERAS_BACKEND={_USER_ENVIRONMENT} is set; unset one of "
+                        "them")
     choice = _auto() if requested == "auto" else Choice(requested, f"training.backend: {requested}")
     if choice.name not in BACKENDS:
         raise UserError("KERAS_BACKEND: " + describe_choices("backend", choice.name, BACKENDS))
@@ -95,6 +99,8 @@ def choose(requested: str = "auto") -> Choice:
         package = {"jax": "jax (pip install jax, or jax[tpu] on a TPU VM)", "tensorflow": "tensorflow-cpu"}
         raise UserError(f"the {choice.name} backend is not installed here: install {package[choice.name]}")
     in_use = keras_backend_in_use()
+    if in_use and requested == "auto":  # Keras is already running: auto means "what it runs on"
+        choice = Choice(in_use, f"Keras was imported with {in_use}")
     if in_use and in_use != choice.name:
         raise UserError(f"Keras already runs on {in_use} in this process, and {choice.name} was asked for "
                         f"({choice.reason}): set KERAS_BACKEND={choice.name} before starting Python "

@@ -202,6 +202,10 @@ def compare(reference, exported, image_size: int) -> dict:
 
 def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = False, check: bool = True) -> dict:
     """Write ``model`` as ``fmt`` (a registered export format) and compare it with the model."""
+    if keras.config.backend() != "tensorflow":  # SavedModel and TFLite are TensorFlow's formats
+        raise UserError(f"eval.export writes TensorFlow artefacts and needs Keras on the TensorFlow backend (this "
+                        f"process runs {keras.config.backend()}); run it as KERAS_BACKEND=tensorflow python -m "
+                        "eval.export … — a model trained on JAX exports unchanged")
     kind = EXPORTS.get(fmt)
     if quantize and not kind.quantizable:
         raise UserError(f"--quantize: only for --format tflite (a {fmt} export keeps float weights)")

@@ -27,8 +27,8 @@ from common.cli import filtered_stderr
 from common.errors import UserError
 from common.registry import Registry
 from eval.datasource import training_config
+from training.data import pipeline_normalised
 from models.backbones import BACKBONES
-from models.layers import normalise_pixels
 
 SERVING_KEY = "serving_default"
 INPUT_NAME = "images"
@@ -58,16 +58,40 @@ def prepare_images(images, image_size: int, pixels: Optional[str] = None):
     to whole pixel values, as the training and evaluation pipelines do, then, where the model
     expects it, normalised. An image already at ``image_size`` passes unchanged."""
     x = tf.round(tf.image.resize(tf.cast(images, tf.float32), [image_size, image_size]))  # TFLite: no uint8 resize
-    return normalise_pixels(x, pixels) if pixels else x
+    return pipeline_normalised(x, pixels) if pixels else x
 
 
 def serving_function(model, image_size: int, pixels: Optional[str] = None):
-    """A ``tf.function`` taking raw uint8 images (any batch and size) and returning the model's outputs."""
+    """A ``tf.function`` taking raw uint8 images (any batch and size) and returning the model's outputs
+    (TensorFlow backend: what the SavedModel export serves)."""
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
     def serve(images):
         return model(prepare_images(images, image_size, pixels), training=False)
 
     return serve
+
+
+KERAS_SERVING: Registry[Callable] = Registry("Keras backend")
+
+
+@KERAS_SERVING.register("tensorflow")
+def _tensorflow_serving(model, image_size: int, pixels: Optional[str]):
+    serve = serving_function(model, image_size, pixels)
+    return lambda images: keras.tree.map_structure(np.asarray, serve(np.asarray(images, np.uint8)))
+
+
+@KERAS_SERVING.register("jax")
+def _jax_serving(model, image_size: int, pixels: Optional[str]):
+    def serve(images):  # resized by TensorFlow (the same bilinear resize), predicted by the compiled JAX model
+        inputs = prepare_images(np.asarray(images, np.uint8), image_size, pixels).numpy()
+        return keras.tree.map_structure(np.asarray, model.predict_on_batch(inputs))
+
+    return serve
+
+
+def keras_predict(model, image_size: int, pixels: Optional[str] = None) -> Callable:
+    """Raw uint8 images (any batch and size) → the model's outputs as NumPy, on Keras' backend."""
+    return KERAS_SERVING.get(keras.config.backend())(model, image_size, pixels)
 
 
 def _output_heads(model) -> Dict[str, int]:
@@ -89,11 +113,7 @@ def input_pixels(model_path: str) -> Optional[str]:
 def _keras(path: str) -> Predictor:
     model = keras.models.load_model(path, compile=False)
     size, pixels = int(model.input_shape[1]), input_pixels(path)
-    serve = serving_function(model, size, pixels)
-
-    def predict(images):
-        return {name: np.asarray(value) for name, value in serve(np.asarray(images, np.uint8)).items()}
-
+    predict = keras_predict(model, size, pixels)
     return Predictor(path, "keras", _output_heads(model), size, predict, model, pixels)
 
 

@@ -25,7 +25,7 @@ from common.cli import run_main
 from common.errors import UserError
 from eval.datasource import check_heads, class_names, find_data, parent, training_config
 from eval.figures import pyplot, save_figure
-from eval.loading import load_keras_model, serving_function
+from eval.loading import keras_predict, load_keras_model
 from eval.report import markdown_table, save_json
 from eval.run_data import check_split, collect, images_by_id
 
@@ -70,11 +70,10 @@ def embedder(predictor, layer: str):
     except ValueError:
         names = [item.name for item in model.layers][-8:]
         raise UserError(f"--layer: the model has no layer {layer!r}; its last layers are {', '.join(names)}") from None
-    serve = serving_function(keras.Model(model.inputs, output), predictor.image_size, predictor.pixels)
+    serve = keras_predict(keras.Model(model.inputs, output), predictor.image_size, predictor.pixels)
 
     def embed(images):
-        vectors = serve(np.asarray(images, np.uint8))
-        return {"embedding": np.reshape(np.asarray(vectors), (len(images), -1))}
+        return {"embedding": np.reshape(serve(images), (len(images), -1))}
 
     return embed
 

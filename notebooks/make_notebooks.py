@@ -15,7 +15,6 @@ from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOTEBOOKS = ("colab_tpu.ipynb", "kaggle_tpu.ipynb")
-TPU_INDEX = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 
 
 def markdown(text: str) -> dict:
@@ -32,8 +31,10 @@ INTRO = {
 # Car recognition on a Colab TPU
 
 Make, model, year and body type from a photo — data preparation, training, tuning and evaluation with
-this project's package. Choose **Runtime → Change runtime type → TPU** (Colab's TPU is a single-chip
-v5e; a GPU or the CPU works too, the strategy falls back and says so).
+this project's package. Choose **Runtime → Change runtime type → TPU** (a v5e chip; Pro+: v6e). On a
+TPU the notebook trains with **Keras 3 on JAX** (`keras.distribution`), which is what Colab's TPU
+runtime ships — it has no TensorFlow that can drive the TPU; TensorFlow (CPU) still feeds the data.
+A GPU or the CPU works too: there the backend is TensorFlow, and the notebook says what it chose.
 
 Edit the **parameters** cell, then *Run all*. **After a disconnect, reconnect and run all again**: the
 shards are reused and training resumes after the last completed epoch — as long as `WORK_DIR` is on
@@ -44,9 +45,10 @@ end on the CPU with a small synthetic dataset, to check the set-up in a few minu
 # Car recognition on a Kaggle TPU
 
 Make, model, year and body type from a photo — data preparation, training, tuning and evaluation with
-this project's package. In the notebook's settings choose **Accelerator → TPU VM** (8 cores; the
-global batch follows the number of replicas) and add the dataset (e.g. *Stanford Car Dataset by
-classes folder*) with **Add Input**.
+this project's package. In the notebook's settings choose **Accelerator → TPU** (a v5e-8: 8 chips,
+the global batch follows them) and add the dataset (e.g. *Stanford Car Dataset by classes folder*)
+with **Add Input**. On the TPU the notebook trains with **Keras 3 on JAX** (`keras.distribution`),
+the stack Kaggle's TPU image ships (JAX with `tensorflow-cpu` for the data pipeline).
 
 Edit the **parameters** cell, then *Run all*. Kaggle keeps `/kaggle/working` only in a saved version:
 to survive a lost session put `WORK_DIR` in a `gs://` bucket (Add-ons → Google Cloud Services), or
@@ -72,6 +74,7 @@ OVERRIDES = []  # e.g. ["training.epochs=40", "data.image_size=260"]
 RUN_NAME = "report000"
 TUNE = False  # run the Hyperband search as well
 TUNE_SPACE, TUNE_MAX_EPOCHS, TUNE_FACTOR = "report004", 10, 3
+BACKEND = "auto"  # auto: JAX on a TPU (what the platform ships), TensorFlow on a GPU or CPU; or "jax" / "tensorflow"
 ''',
     "kaggle": '''
 # Parameters: the only cell to edit.
@@ -88,6 +91,7 @@ OVERRIDES = []  # e.g. ["training.epochs=40"]; report 004's make + model heads e
 RUN_NAME = "optimal_stanford"
 TUNE = False  # run the Hyperband search as well
 TUNE_SPACE, TUNE_MAX_EPOCHS, TUNE_FACTOR = "report004", 10, 3
+BACKEND = "auto"  # auto: JAX on a TPU (what the platform ships), TensorFlow on a GPU or CPU; or "jax" / "tensorflow"
 ''',
 }
 
@@ -106,10 +110,12 @@ print("smoke mode" if SMOKE else "full run", "- work folder:", WORK_DIR)
 '''
 
 INSTALL_NOTE = {
-    "colab": f"""# Install the project and its requirements. Colab's TPU runtime no longer ships TensorFlow:
-# requirements-tpu.txt installs tensorflow-tpu as Google documents (pip with -f {TPU_INDEX}).""",
-    "kaggle": f"""# Install the project and its requirements (on a TPU VM: tensorflow-tpu, from PyPI or
-# {TPU_INDEX}).""",
+    "colab": """# Install the project's requirements next to the runtime's own packages: its JAX, libtpu and NumPy
+# are kept exactly as Colab ships them (reinstalling them breaks the TPU); Colab's TPU runtime has no
+# TensorFlow, so a matching tensorflow-cpu is added for the data pipeline (notebooks/install.py).""",
+    "kaggle": """# Install the project's requirements next to the image's own packages: its JAX, libtpu, NumPy and
+# tensorflow-cpu are kept exactly as Kaggle ships them (reinstalling them breaks the TPU;
+# notebooks/install.py pins them while the ranges of requirements-notebook.txt are installed).""",
 }
 
 INSTALL = '''
@@ -119,10 +125,10 @@ import sys
 if not SMOKE:
     if REPO_URL and not os.path.exists(PROJECT_DIR):
         !git clone --depth 1 {REPO_URL} {PROJECT_DIR}
-    if os.path.exists("/dev/accel0") or os.environ.get("TPU_ACCELERATOR_TYPE"):
-        !pip install -q -r {PROJECT_DIR}/requirements-tpu.txt
-    else:  # GPU or CPU runtime
-        !pip install -q -r {PROJECT_DIR}/requirements-core.txt "tensorflow[and-cuda]==2.21.0" tensorboard==2.21.0
+    sys.path.insert(0, PROJECT_DIR)
+    from notebooks import install
+
+    install.install(PROJECT_DIR)
 '''
 
 PROJECT = '''
@@ -136,7 +142,10 @@ else:
 os.chdir(PROJECT_DIR)
 sys.path.insert(0, PROJECT_DIR)
 
-from notebooks import steps as nb  # noqa: E402  (importable once the project is on the path)
+from common import backend  # noqa: E402  (importable once the project is on the path)
+
+backend.choose(BACKEND)  # before Keras is imported: JAX on a TPU unless BACKEND says otherwise
+from notebooks import steps as nb  # noqa: E402
 
 print("project:", PROJECT_DIR, "- platform:", nb.platform())
 '''
@@ -167,8 +176,9 @@ if not SMOKE and nb.platform() == "kaggle" and any(path.startswith("gs://") for 
 }
 
 COMMON_CELLS = [
-    markdown("## Accelerator\nThe strategy training will use: TPU → several GPUs → one GPU → CPU, with the reason."),
-    code('choice = nb.describe_accelerator("cpu" if SMOKE else "auto")'),
+    markdown("## Accelerator\nThe Keras backend, the devices, the distribution and the global batch training "
+             "will use, with the reasons."),
+    code('distribution = nb.describe_accelerator(CONFIG, OVERRIDES)'),
     markdown("## Shards\nBuilt once into `WORK_DIR`; running the cell again reuses them (or finishes an "
              "interrupted build)."),
     code('''
@@ -206,7 +216,7 @@ From a terminal (or with `!` in a cell):
 
 ```
 python -m eval.predict --model RUN_DIR/model.keras photo.jpg           # top-3 make / model / year / type
-python -m eval.export --model RUN_DIR/model.keras --format tflite      # a serving artefact taking raw RGB
+KERAS_BACKEND=tensorflow python -m eval.export --model RUN_DIR/model.keras --format tflite   # TensorFlow artefacts
 pip install -r requirements-app.txt && python -m eval.app --model RUN_DIR/model.keras --share   # the listing form
 ```
 """),

@@ -13,9 +13,10 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
+import keras
 import tensorflow as tf
 
-from common import fs
+from common import backend, fs
 from common.cli import setup_logging
 from common.errors import UserError
 from data_prep.build import build_dataset
@@ -24,7 +25,8 @@ from data_prep.synthetic import GROUND_TRUTH, generate
 from eval.curves import draw
 from eval.report import print_summary
 from eval.test import default_out, evaluate as run_evaluation
-from training.distribute import choose_distribution, tpu_hints
+from training.config import read_config
+from training.distribute import choose_distribution, global_batch_size, tpu_hints
 from training.trainer import fit
 from training.validation import load_config
 from tuning.search import SearchOptions, search
@@ -73,17 +75,25 @@ def project_root(start: Optional[str] = None) -> str:
         folder = parent
 
 
-def describe_accelerator(strategy: str = "auto", tpu: str = ""):
-    """Choose the strategy training will use and print what was found; returns the choice."""
-    choice = choose_distribution(strategy, tpu)
-    devices = tf.config.list_logical_devices(choice.kind.upper()) if choice.kind in ("tpu", "gpu") else []
-    print(f"platform: {platform()}; TensorFlow {tf.__version__}")
-    print(f"accelerator: {choice.kind}, {choice.replicas} replica(s) — {choice.reason}")
-    if devices:
-        print("devices: " + ", ".join(device.name for device in devices))
-    if choice.kind == "cpu" and tpu_hints():
-        print("TPU signs were found but no TPU could be used: is tensorflow-tpu installed (see the install cell)?")
-    return choice
+def describe_accelerator(config: str = "demo.yaml", overrides: Sequence[str] = ()):
+    """The backend, devices, distribution and global batch that training ``config`` will use here,
+    printed; returns the distribution."""
+    settings = read_config(config, overrides)
+    chosen = backend.choose(settings.training.backend)
+    distribution = choose_distribution(settings.training.strategy, settings.training.tpu, settings.training.multi_host)
+    global_batch = global_batch_size(settings.data.batch_size, distribution.replicas, settings.data.global_batch_size)
+    versions = [f"Keras {keras.__version__}", f"TensorFlow {tf.__version__}"] + (
+        [f"JAX {sys.modules['jax'].__version__}"] if "jax" in sys.modules else [])
+    print(f"platform: {platform()}; {', '.join(versions)}")
+    print(f"backend: {chosen.name} — {chosen.reason}")
+    print(f"accelerator: {distribution.kind}, {distribution.replicas} replica(s)"
+          + (f" on {distribution.processes} hosts" if distribution.processes > 1 else "") + f" — {distribution.reason}")
+    print(f"devices: {', '.join(distribution.devices) or 'the default device'}")
+    print(f"global batch: {global_batch} ({global_batch // distribution.replicas} per replica)")
+    if distribution.kind in ("cpu", "gpu") and tpu_hints():
+        print("TPU signs were found but no TPU is used: on Colab and Kaggle keep training.backend: auto (JAX); "
+              "on a Cloud TPU VM with tensorflow-tpu use training.backend: tensorflow")
+    return distribution
 
 
 def synthetic_photos(work: str, makes: int = 4, models_per_make: int = 3, images_per_model: int = 14) -> str:

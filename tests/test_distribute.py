@@ -6,6 +6,7 @@ import sys
 import pytest
 import yaml
 
+from common import backend
 from common.errors import UserError
 from training.config import to_plain
 from training.distribute import STRATEGIES, choose_distribution, global_batch_size, tpu_hints
@@ -13,13 +14,14 @@ from tests.helpers import REPO, tiny_config
 
 
 def test_auto_falls_back_to_cpu_and_says_why(caplog, monkeypatch):
-    for name in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU", "TPU_WORKER_ID"):
+    for name in backend.TPU_HINTS:
         monkeypatch.delenv(name, raising=False)
     caplog.set_level("INFO", logger="training.distribute")
     choice = choose_distribution("auto")
     assert choice.kind == "cpu" and choice.replicas == 1 and not choice.on_tpu and not choice.pad
     assert "no TPU found" in choice.reason and "no GPU found" in choice.reason
-    assert "strategy: cpu with 1 replica(s)" in caplog.text
+    assert "backend: tensorflow" in caplog.text and "strategy: cpu with 1 replica(s)" in caplog.text
+    assert choice.devices == ("/device:CPU:0",) and choice.backend == "tensorflow"
     assert choose_distribution("cpu").kind == "cpu"
 
 
@@ -66,7 +68,7 @@ def test_forced_choices_that_are_unavailable(name, message):
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_strategy_chooses_or_refuses_clearly_on_this_machine(name, monkeypatch):
     """On a CPU-only machine: auto and cpu give one CPU replica; the others say what is missing."""
-    for hint in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU", "TPU_WORKER_ID"):
+    for hint in backend.TPU_HINTS:
         monkeypatch.delenv(hint, raising=False)
     try:
         choice = choose_distribution(name)

@@ -86,7 +86,8 @@ def test_notebook_runs_end_to_end_in_smoke_mode(name, smoke_dir, this_python, mo
                for index, cell in enumerate(book.cells) if cell.cell_type == "code"}
     printed = "\n".join(outputs.values())
     assert "smoke mode - work folder: " + str(smoke_dir) in printed
-    assert "accelerator: cpu, 1 replica(s)" in printed
+    assert "backend: tensorflow" in printed and "accelerator: cpu, 1 replica(s)" in printed
+    assert "global batch: 8 (8 per replica)" in printed and "devices: " in printed
     assert "images: train" in printed and "classes: make 4, model 12" in printed
     assert (smoke_dir / "runs" / "smoke" / "model.keras").exists()
     assert (smoke_dir / "tune_smoke" / "best.yaml").exists()
@@ -139,3 +140,46 @@ def test_a_users_mistake_in_a_notebook_is_one_line_and_stops_the_run(this_python
     assert len(outputs) == 1 and outputs[0]["name"] == "stderr"
     assert outputs[0]["text"].startswith("error: prepare_shards: unknown option(s) max_sides; expected some of")
     assert "Traceback" not in str(outputs) and book.cells[2].outputs == []
+
+
+def test_the_install_keeps_what_the_platform_ships(monkeypatch, tmp_path):
+    """JAX, libtpu, NumPy and TensorFlow of a TPU image are pinned at their versions (never reinstalled);
+    a tensorflow-cpu is added only where the image has no TensorFlow (Colab's TPU runtime)."""
+    import importlib.metadata
+
+    from notebooks import install
+
+    shipped = {"jax": "0.7.2", "jaxlib": "0.7.2", "libtpu": "0.0.21", "numpy": "2.0.2"}
+
+    def version(name):
+        if name in shipped:
+            return shipped[name]
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    pins = install.platform_pins()
+    assert pins == ["jax==0.7.2", "jaxlib==0.7.2", "libtpu==0.0.21", "numpy==2.0.2"]  # Colab's TPU runtime
+    arguments = install.pip_arguments(str(REPO), str(tmp_path / "c.txt"), pins)
+    assert arguments[-1] == install.TENSORFLOW_CPU and "-c" in arguments
+    shipped["tensorflow-cpu"] = "2.20.0"  # Kaggle's TPU image
+    assert install.extra_requirements(install.platform_pins()) == []
+    requirements = (REPO / "requirements-notebook.txt").read_text().lower()
+    for package in ("jax", "libtpu", "numpy", "tensorflow"):  # never reinstalled by the notebook requirements
+        assert not any(line.startswith(package) for line in requirements.splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("python_version", ["3.11", "3.12"])
+@pytest.mark.parametrize("platform, pins", [
+    ("colab_tpu", ["jax==0.7.2", "jaxlib==0.7.2", "numpy==2.0.2"]),  # JAX and NumPy, no TensorFlow
+    ("kaggle_tpu", ["jax==0.7.2", "jaxlib==0.7.2", "numpy==2.0.2", "tensorflow-cpu==2.20.0"]),
+])
+def test_the_notebook_requirements_resolve_next_to_the_platform(python_version, platform, pins):
+    """pip resolves requirements-notebook.txt (binary wheels only) for each Python next to a TPU
+    image's own packages, without installing anything (needs the package index; skipped without)."""
+    from notebooks import install
+
+    result = install.check(python_version, pins)
+    if result.returncode and ("Could not fetch" in result.stderr or "NewConnectionError" in result.stderr):
+        pytest.skip("the package index cannot be reached")
+    assert result.returncode == 0, result.stderr[-2000:]

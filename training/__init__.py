@@ -4,9 +4,10 @@
 (:mod:`.optim`), resumable runs (:mod:`.run`, :mod:`.callbacks`, :mod:`.trainer`, :mod:`.report`)
 and the entry point ``python -m training.fit`` (:mod:`.fit`).
 
-TensorFlow is imported here, once, with its start-up chatter filtered (it serves tf.data whatever
-Keras' backend); Keras itself is imported by the modules that need it.
+Nothing is imported here but the backend choice (``common.backend``: ``KERAS_BACKEND`` if set, JAX
+on a TPU, else TensorFlow), so that ``python -m training.fit`` can still follow ``training.backend``
+from the configuration before TensorFlow and Keras are imported.
 """
-from common.cli import quiet_tensorflow
+from common import backend
 
-quiet_tensorflow()
+backend.choose()  # before anything imports Keras: KERAS_BACKEND if set, JAX on a TPU, else TensorFlow

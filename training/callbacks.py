@@ -231,19 +231,23 @@ class RunCheckpoint(keras.callbacks.Callback):
         row.update({key: float(value) for key, value in logs.items() if key != "learning_rate"})
         history = [item for item in self.state.history if item["epoch"] < epoch + 1] + [row]
         checkpoint = self.run.checkpoint_name(epoch + 1)
-        save_model_atomic(self.model, self.run.join(checkpoint))
+        write = self.run.writer  # the other hosts keep the same state in memory, and write nothing
+        if write:
+            save_model_atomic(self.model, self.run.join(checkpoint))
         value = float(logs[self.monitor])
         if improved(value, self.state.best.value if self.state.best else None, self.mode):
             self.state.best = Best(value, epoch + 1, self.monitor)
-            self.save_best(checkpoint)
-        self.run.write_history(history)
+            if write:
+                self.save_best(checkpoint)
         self.state.epoch, self.state.checkpoint, self.state.history, self.state.stage = (
             epoch + 1, checkpoint, history, self.stage)
         self.state.stopped_early = bool(self.model.stop_training)
         self.state.seed_generators = seed_generator_states(self.model)
         self.state.callbacks = {callback.state_key: callback.state() for callback in self.resumable}
-        self.run.write_state(self.state)
-        self.run.remove_old_checkpoints(keep=checkpoint)
+        if write:
+            self.run.write_history(history)
+            self.run.write_state(self.state)
+            self.run.remove_old_checkpoints(keep=checkpoint)
 
     def save_best(self, checkpoint: str) -> None:
         for name in self.best_names:
@@ -283,4 +287,5 @@ def run_callbacks(config, run: RunDir, state: RunState, stage_index: int, heads)
         callback.restored = state.callbacks.get(callback.state_key)
     checkpoint = RunCheckpoint(run, state, config.training.monitor, best_model_names(config), resumable, stage_index)
     prefix = [HeadPrefixedLogs(next(iter(heads)))] if len(heads) == 1 else []
-    return prefix + [StopOnDivergence(state)] + resumable + [EpochSummaries(run.join("logs")), checkpoint]
+    board = [EpochSummaries(run.join("logs"))] if run.writer else []
+    return prefix + [StopOnDivergence(state)] + resumable + board + [checkpoint]

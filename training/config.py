@@ -200,10 +200,12 @@ class StageConfig:
 class TrainingConfig:
     epochs: int = resume_mutable(10)  # more epochs continue a finished run
     steps_per_epoch: Optional[int] = None  # default: training examples // global batch
+    backend: Literal["auto", "tensorflow", "jax"] = resume_mutable("auto")  # auto: KERAS_BACKEND, JAX on a TPU
     strategy: str = resume_mutable("auto")  # a strategy of training.distribute (auto, tpu, gpu, cpu, mirrored)
     tpu: str = resume_mutable("")  # TPU name or address for TPUClusterResolver ("" = discover)
+    multi_host: bool = resume_mutable(False)  # JAX on several hosts (a TPU pod slice): keras.distribution.initialize()
     mixed_precision: Optional[Literal["mixed_bfloat16", "mixed_float16"]] = None
-    jit_compile: bool = resume_mutable(False)
+    jit_compile: Optional[bool] = resume_mutable(None)  # None: compile on JAX (else op by op), not on TensorFlow
     steps_per_execution: int = resume_mutable(1)
     monitor: str = "val_loss"  # metric that picks the best model
     early_stopping_patience: Optional[int] = None

@@ -240,15 +240,16 @@ def _weighted(image, labels, weight: float):
     return image, labels, {head: tf.constant(weight, tf.float32) for head in labels}
 
 
-def padded(dataset, examples: int, batch: int):
+def padded(dataset, examples: int, batch: int, batches: Optional[int] = None):
     """Append zero-weight copies of the first example until every batch is full.
 
     Several replicas (or a TPU) need whole global batches: a partial last batch would leave a replica
     empty (BatchNorm fails) or break static shapes. With padding every real example is evaluated once
     and the copies weigh nothing; accuracy is exact, and ``padding_factor`` corrects mean losses,
-    which Keras divides by the element count including zero weights.
+    which Keras divides by the element count including zero weights. ``batches`` pads further, to a
+    number of batches every process of a multi-host run has (they step together).
     """
-    total = -(-examples // batch) * batch
+    total = (batches or -(-examples // batch)) * batch
     real = dataset.map(lambda image, labels: _weighted(image, labels, 1.0))
     filler = dataset.take(1).map(lambda image, labels: _weighted(image, labels, 0.0)).repeat(total - examples)
     return real.concatenate(filler)
@@ -260,13 +261,14 @@ def padding_factor(examples: int, batch: int) -> float:
 
 
 def eval_dataset(files: Sequence[str], spec: PipelineSpec, batch: int, examples: Optional[int] = None,
-                 pad: bool = False, with_ids: bool = False) -> tf.data.Dataset:
+                 pad: bool = False, with_ids: bool = False, batches: Optional[int] = None) -> tf.data.Dataset:
     """One pass over a split in a fixed order, no augmentation.
 
     ``examples`` (from the manifest) declares the number of batches, which Keras uses for progress
     and to know the pass is complete rather than "out of data". ``pad`` fills the last batch with
     zero-weight copies (see :func:`padded`); it needs ``examples``. ``with_ids`` adds each record's
-    ``image/id`` as a third element (evaluation reports, retrieval).
+    ``image/id`` as a third element (evaluation reports, retrieval). ``batches`` (with ``pad``): pad
+    to that many batches.
     """
     dataset = tf.data.Dataset.from_tensor_slices(list(files))
     dataset = dataset.interleave(read_records, cycle_length=max(1, min(4, len(files))),
@@ -280,10 +282,10 @@ def eval_dataset(files: Sequence[str], spec: PipelineSpec, batch: int, examples:
             return eval_example(parse(record, spec), spec)
     dataset = dataset.map(example, num_parallel_calls=AUTOTUNE, deterministic=True)
     if pad:
-        dataset = padded(dataset, examples, batch)
+        dataset = padded(dataset, examples, batch, batches)
     dataset = dataset.batch(batch, drop_remainder=pad)
     if examples is not None:
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-examples // batch)))
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches or -(-examples // batch)))
     return dataset.prefetch(AUTOTUNE)
 
 

@@ -1,41 +1,52 @@
-"""How a run is distributed: the one seam between a run plan and the devices.
+"""How a run is distributed: the one seam between a run plan and the devices, on either backend.
 
-:func:`choose_distribution` picks a :class:`Distribution` by ``training.strategy`` (a registry):
-``auto`` falls back TPU → several GPUs → one GPU → CPU; forced choices (``tpu``, ``gpu``, ``cpu``,
-``mirrored``) that are not available are clear errors. Every choice is logged with the reason.
-Nothing assumes 8 TPU cores: Colab's free TPU is a single-chip v5e, Kaggle's has 8; the global
-batch follows the number of replicas. The rest of training only asks a distribution for its
-replicas, whether evaluation batches must be padded, and a scope to build models in.
+:func:`choose_distribution` picks a :class:`Distribution` by ``training.strategy`` (a registry whose
+entries know both backends):
+
+* TensorFlow — ``tf.distribute``: ``auto`` falls back TPU (TPUStrategy, for Cloud TPU VMs that run
+  a TensorFlow with TPU support) → several GPUs (MirroredStrategy) → one GPU → CPU;
+* JAX — ``keras.distribution.DataParallel`` over the devices JAX sees (TPU chips on today's Colab
+  and Kaggle TPUs, GPUs, or N CPU devices), one replica per device; several processes (a TPU pod
+  slice) after ``keras.distribution.initialize()``, each reading its own part of the shards.
+
+Forced choices (``tpu``, ``gpu``, ``cpu``, ``mirrored``) that are not available are clear errors.
+Every choice is logged with the backend and the reason. Nothing assumes 8 TPU cores: the global batch
+follows the replicas. The rest of training asks a distribution for its replicas, its processes,
+whether evaluation batches must be padded, and a scope to build models in.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import glob
 import logging
 import os
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
+from common import backend
 from common.errors import UserError
 from common.registry import Registry
 
 LOG = logging.getLogger("training.distribute")
-TPU_HINTS = ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU", "TPU_WORKER_ID")
 
 
 @dataclasses.dataclass
 class Distribution:
-    """Where a run's steps execute: a ``tf.distribute`` strategy and what it implies."""
+    """Where a run's steps execute and what that implies.
 
-    strategy: tf.distribute.Strategy
-    kind: str  # tpu | mirrored | gpu | cpu
+    ``strategy`` is the ``tf.distribute`` strategy on TensorFlow (``None`` on JAX, where the
+    distribution is set globally through ``keras.distribution``)."""
+
+    kind: str  # tpu | mirrored | data_parallel | gpu | cpu
+    replicas: int  # devices a global batch is split over (all processes together)
     reason: str
-
-    @property
-    def replicas(self) -> int:
-        return self.strategy.num_replicas_in_sync
+    strategy: Optional[tf.distribute.Strategy] = None
+    backend: str = "tensorflow"
+    processes: int = 1  # hosts (JAX multi-process: a TPU pod slice)
+    process: int = 0  # this host's index
+    devices: Tuple[str, ...] = ()
 
     @property
     def on_tpu(self) -> bool:
@@ -48,22 +59,83 @@ class Distribution:
 
     def scope(self):
         """Where models and optimizers are created."""
-        return self.strategy.scope()
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def wait_for_others(self, name: str) -> None:
+        """With several processes: none goes on before all got here (e.g. the writer's last model is
+        saved before every process loads it)."""
+        if self.processes > 1:
+            from jax.experimental import multihost_utils  # several processes: the JAX backend
+
+            multihost_utils.sync_global_devices(name)
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "replicas": self.replicas, "reason": self.reason}
+        return {"backend": self.backend, "kind": self.kind, "replicas": self.replicas, "processes": self.processes,
+                "reason": self.reason}
 
 
-STRATEGIES: Registry[Callable[[str], Distribution]] = Registry("strategy", where="training.strategy")
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """A ``training.strategy`` value: how each backend makes it (``make(tpu address)``)."""
+
+    tensorflow: Callable[[str], Distribution]
+    jax: Callable[[str], Distribution]
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", where="training.strategy")
 
 
 def tpu_hints() -> List[str]:
     """Signs that this machine has a TPU (environment variables, TPU VM device files)."""
-    hints = [name for name in TPU_HINTS if os.environ.get(name)]
-    if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):
-        hints.append("TPU device files")
-    return hints
+    return backend.tpu_hints()
 
+
+def choose_distribution(name: str = "auto", tpu: str = "", multi_host: bool = False) -> Distribution:
+    """The distribution for ``training.strategy`` (and ``training.tpu``) on Keras' backend, logged
+    with the backend, the devices and the reason. ``multi_host``: connect this host to the others
+    first (JAX, a TPU pod slice)."""
+    in_use = keras.config.backend()
+    if in_use not in backend.BACKENDS:
+        raise UserError(f"Keras runs on {in_use}; this project trains on {' or '.join(backend.BACKENDS)}")
+    if multi_host:
+        connect_hosts(in_use)
+    choice = getattr(STRATEGIES.get(name), in_use)(tpu)
+    why = backend.chosen().reason if backend.chosen() else "KERAS_BACKEND"
+    LOG.info("backend: %s (%s); strategy: %s with %d replica(s)%s — %s", in_use, why, choice.kind, choice.replicas,
+             f" over {choice.processes} processes" if choice.processes > 1 else "", choice.reason)
+    return choice
+
+
+_HOSTS_CONNECTED: List[bool] = []
+
+
+def connect_hosts(in_use: str) -> None:
+    """``keras.distribution.initialize()`` once per process: every host of a pod slice runs the same
+    command; Cloud TPU provides the addresses (elsewhere: KERAS_DISTRIBUTION_JOB_ADDRESSES,
+    KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID)."""
+    if in_use != "jax":
+        raise UserError("training.multi_host: several hosts are connected with keras.distribution, which needs "
+                        "the JAX backend (training.backend: jax)")
+    if _HOSTS_CONNECTED:
+        return
+    addresses = os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES", "")
+    LOG.info("training.multi_host: connecting to the coordinator %s as process %s of %s (waits for all of them)",
+             addresses.split(",")[0] or "(from the Cloud TPU environment)",
+             os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID", "?"),
+             os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "?"))
+    try:
+        keras.distribution.initialize()
+    except Exception as error:  # jax raises ValueError, RuntimeError or its own XlaRuntimeError here
+        raise UserError(
+            f"training.multi_host: could not connect the hosts ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]}). On a Cloud TPU pod slice run the same command on every host; "
+            "elsewhere set KERAS_DISTRIBUTION_JOB_ADDRESSES (host:port of each process, the first is the "
+            "coordinator), KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID (0, 1, ...) in every "
+            "process, or set training.multi_host: false for one host") from None
+    _HOSTS_CONNECTED.append(True)
+
+
+# --- TensorFlow: tf.distribute ---------------------------------------------------------------------
 
 _CONNECTED: dict = {}  # address → (strategy, description): a TPU is initialised once per process
 
@@ -94,13 +166,6 @@ def cpu_devices() -> List[str]:
     return [device.name for device in tf.config.list_logical_devices("CPU")]
 
 
-def choose_distribution(name: str = "auto", tpu: str = "") -> Distribution:
-    """The distribution for ``training.strategy`` (and ``training.tpu``), logged with the reason."""
-    choice = STRATEGIES.get(name)(tpu)
-    LOG.info("strategy: %s with %d replica(s) — %s", choice.kind, choice.replicas, choice.reason)
-    return choice
-
-
 def _tpu(tpu: str, forced: bool):
     """A TPU distribution, or ``None`` with the reason to fall back (``forced``: no TPU is an error)."""
     hints = tpu_hints() if not tpu else ["training.tpu is set"]
@@ -108,7 +173,7 @@ def _tpu(tpu: str, forced: bool):
         return None, "no TPU found"
     try:
         strategy, where = connect_tpu(tpu)
-        return Distribution(strategy, "tpu", f"{where} ({', '.join(hints) or 'forced'})"), ""
+        return _tf(strategy, "tpu", f"{where} ({', '.join(hints) or 'forced'})"), ""
     except Exception as error:
         if forced:
             raise UserError(f"training.strategy: tpu — no TPU could be initialised ({error}). On a Cloud TPU VM "
@@ -118,61 +183,125 @@ def _tpu(tpu: str, forced: bool):
         return None, "TPU initialisation failed"
 
 
+def _tf(strategy: tf.distribute.Strategy, kind: str, reason: str) -> Distribution:
+    try:
+        devices = tuple(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: TensorFlow places ops on its first GPU, else the CPU
+        devices = tuple(device.name for device in (tf.config.list_logical_devices("GPU")
+                                                   or tf.config.list_logical_devices("CPU"))[:1])
+    return Distribution(kind, strategy.num_replicas_in_sync, reason, strategy, devices=devices)
+
+
 def _default(kind: str, reason: str) -> Distribution:
     # One device: TensorFlow's default strategy places ops itself; OneDeviceStrategy would route every
     # batch through a distributed iterator (about 10% slower on CPU).
-    return Distribution(tf.distribute.get_strategy(), kind, reason)
+    return _tf(tf.distribute.get_strategy(), kind, reason)
 
 
-@STRATEGIES.register("auto")
-def _auto(tpu: str) -> Distribution:
+def _tf_auto(tpu: str) -> Distribution:
     found, reason = _tpu(tpu, forced=False)
     if found:
         return found
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
-        return Distribution(tf.distribute.MirroredStrategy(), "mirrored", f"{reason}; {len(gpus)} GPUs")
+        return _tf(tf.distribute.MirroredStrategy(), "mirrored", f"{reason}; {len(gpus)} GPUs")
     if gpus:
         return _default("gpu", f"{reason}; one GPU")
     return _default("cpu", f"{reason}; no GPU found")
 
 
-@STRATEGIES.register("tpu")
-def _forced_tpu(tpu: str) -> Distribution:
+def _tf_tpu(tpu: str) -> Distribution:
     return _tpu(tpu, forced=True)[0]
 
 
-@STRATEGIES.register("gpu")
-def _gpu(tpu: str) -> Distribution:
+def _tf_gpu(tpu: str) -> Distribution:
     if not tf.config.list_physical_devices("GPU"):
         raise UserError("training.strategy: gpu — TensorFlow sees no GPU (is this tensorflow-cpu, or are the CUDA "
                         "libraries missing?); use strategy: auto or cpu")
     return _default("gpu", "strategy: gpu requested; one GPU")
 
 
-@STRATEGIES.register("cpu")
-def _cpu(tpu: str) -> Distribution:
+def _tf_cpu(tpu: str) -> Distribution:
     if tf.config.list_physical_devices("GPU"):  # keep a machine with GPUs on its CPU
-        return Distribution(tf.distribute.OneDeviceStrategy("/cpu:0"), "cpu", "strategy: cpu requested; GPUs left idle")
+        return _tf(tf.distribute.OneDeviceStrategy("/cpu:0"), "cpu", "strategy: cpu requested; GPUs left idle")
     return _default("cpu", "strategy: cpu requested; CPU requested")
 
 
-@STRATEGIES.register("mirrored")
-def _mirrored(tpu: str) -> Distribution:
+def _tf_mirrored(tpu: str) -> Distribution:
     gpus = tf.config.list_physical_devices("GPU")
     devices = [f"/gpu:{index}" for index in range(len(gpus))] if gpus else cpu_devices()
     if len(devices) < 2:
         raise UserError("training.strategy: mirrored needs at least two devices "
                         f"(found {len(gpus)} GPU(s) and {len(cpu_devices())} logical CPU(s))")
-    return Distribution(tf.distribute.MirroredStrategy(devices), "mirrored",
-                        f"strategy: mirrored requested; {len(devices)} devices")
+    return _tf(tf.distribute.MirroredStrategy(devices), "mirrored", f"strategy: mirrored requested; {len(devices)} devices")
+
+
+# --- JAX: keras.distribution ------------------------------------------------------------------------
+
+def _jax(devices: list, reason: str) -> Distribution:
+    """Data parallelism over ``devices`` (set globally: Keras' JAX trainer shards each batch)."""
+    import jax  # the JAX backend is running: JAX is installed
+
+    platform = devices[0].platform
+    if len(devices) > 1:  # auto_shard_dataset off: each process already reads its own part of the shards
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False))
+    else:
+        keras.distribution.set_distribution(None)
+    kind = "tpu" if platform == "tpu" else "data_parallel" if len(devices) > 1 else platform
+    return Distribution(kind, len(devices), f"{reason}; {len(devices)} {platform.upper()} device(s)", None, "jax",
+                        jax.process_count(), jax.process_index(), tuple(str(device) for device in devices))
+
+
+def _jax_devices(platform: Optional[str] = None) -> list:
+    import jax
+
+    try:
+        return jax.devices(platform) if platform else jax.devices()
+    except RuntimeError:  # JAX has no such platform here
+        return []
+
+
+def _jax_auto(tpu: str) -> Distribution:
+    return _jax(_jax_devices(), "every device JAX sees")
+
+
+def _jax_forced(platform: str) -> Callable[[str], Distribution]:
+    def make(tpu: str) -> Distribution:
+        devices = _jax_devices(platform)
+        if not devices:
+            raise UserError(f"training.strategy: {platform} — JAX sees no {platform.upper()} (it sees "
+                            f"{', '.join(sorted({d.platform for d in _jax_devices()})) or 'nothing'}); "
+                            "use strategy: auto")
+        return _jax(devices, f"strategy: {platform} requested")
+
+    return make
+
+
+def _jax_cpu(tpu: str) -> Distribution:
+    return _jax(_jax_devices("cpu")[:1], "strategy: cpu requested")
+
+
+def _jax_mirrored(tpu: str) -> Distribution:
+    devices = _jax_devices()
+    if len(devices) < 2:
+        raise UserError("training.strategy: mirrored needs at least two devices (JAX sees one; on a CPU set "
+                        "XLA_FLAGS=--xla_force_host_platform_device_count=2)")
+    return _jax(devices, "strategy: mirrored requested")
+
+
+STRATEGIES.register("auto")(Strategy(_tf_auto, _jax_auto))
+STRATEGIES.register("tpu")(Strategy(_tf_tpu, _jax_forced("tpu")))
+STRATEGIES.register("gpu")(Strategy(_tf_gpu, _jax_forced("gpu")))
+STRATEGIES.register("cpu")(Strategy(_tf_cpu, _jax_cpu))
+STRATEGIES.register("mirrored")(Strategy(_tf_mirrored, _jax_mirrored))
 
 
 def global_batch_size(per_replica: int, replicas: int, global_batch: Optional[int] = None) -> int:
     """The global batch: ``per_replica × replicas``, or a fixed ``global_batch`` that must divide evenly."""
     if global_batch:
         if global_batch % replicas:
-            raise UserError(f"data.global_batch_size: {global_batch} does not divide over {replicas} replicas")
+            raise UserError(f"data.global_batch_size: {global_batch} does not divide over {replicas} replicas "
+                            f"(devices); choose a multiple of {replicas}, or set data.batch_size (per replica) instead")
         return global_batch
     return per_replica * replicas
 

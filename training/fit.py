@@ -1,7 +1,8 @@
 """``python -m training.fit --config baseline.yaml [--set key=value …] [--out runs/NAME]``.
 
 Trains a configuration into a run folder (:mod:`training.trainer`); running the same command again
-after an interruption resumes from the last completed epoch.
+after an interruption resumes from the last completed epoch. The Keras backend is chosen from
+``training.backend`` (or ``KERAS_BACKEND``) before Keras is imported.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from common.cli import run_main, setup_logging
+from common import backend
+from common.cli import quiet_tensorflow, run_main, setup_logging
 from training.config import read_config
 
 
@@ -26,7 +28,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging()
     config = read_config(args.config, args.set)  # types only: no Keras imported yet
-    from training.trainer import fit  # Keras is imported from here on
+    backend.choose(config.training.backend)
+    quiet_tensorflow()  # TensorFlow imports Keras: only now, on the chosen backend
+    from training.trainer import fit
 
     fit(config, args.out)
     return 0

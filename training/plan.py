@@ -22,7 +22,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from common import fs
+from common import backend, fs
 from common.errors import UserError
 from data_prep.build import build_dataset
 from data_prep.integrity import require_shards
@@ -102,8 +102,33 @@ class RunPlan:
             start += stage.epochs
         return tuple(windows)
 
+    @property
+    def local_batch(self) -> int:
+        """The batch each process feeds (the global batch on one host)."""
+        return self.global_batch // self.distribution.processes
+
+    @property
+    def jit_compile(self) -> bool:
+        """``training.jit_compile``, or by backend: on JAX (which otherwise runs op by op), not on
+        TensorFlow (its graphs are compiled anyway; XLA is no faster on a CPU)."""
+        chosen = self.config.training.jit_compile
+        return self.distribution.backend == "jax" if chosen is None else chosen
+
+    def process_shards(self, split: str) -> Tuple[list, int, int]:
+        """``(files, examples, batches)`` this process reads of ``split``: every process its own
+        shards (round robin), and the number of local batches the busiest process needs, which every
+        process evaluates (they step together; the rest is padding)."""
+        shards, processes = self.shards.manifest["splits"][split]["shards"], self.distribution.processes
+        if len(shards) < processes:
+            raise UserError(f"the {split} split has {len(shards)} shard(s) for {processes} processes: rebuild it "
+                            f"with --num-shards {processes} or more")
+        mine = shards[self.distribution.process::processes]
+        counts = [sum(shard["examples"] for shard in shards[index::processes]) for index in range(processes)]
+        files = [fs.join(self.shards.folder, shard["path"]) for shard in mine]
+        return files, sum(shard["examples"] for shard in mine), max(-(-count // self.local_batch) for count in counts)
+
     def describe(self) -> dict:
-        return {**self.distribution.describe(), "global_batch": self.global_batch,
+        return {**self.distribution.describe(), "global_batch": self.global_batch, "jit_compile": self.jit_compile,
                 "steps_per_epoch": self.steps_per_epoch, "image_size": self.image_size}
 
 
@@ -111,13 +136,15 @@ def make_plan(config: Config, distribution: Optional[Distribution] = None, shard
     """Validate ``config`` and derive everything a run needs (``distribution`` and ``shards``
     are chosen or loaded when not given; a search passes them once for all its trials)."""
     check_config(config)
+    backend.choose(config.training.backend)  # refuses a backend other than the one Keras runs on
     shards = shards or load_shards(config)
     heads = select_heads(shards.manifest, config.data.heads)
     if not shards.examples(config.data.train_split):
         raise UserError(f"data.train_split: the manifest has no {config.data.train_split!r} examples "
                         f"(splits: {', '.join(shards.manifest['splits'])})")
     check_monitors(config, heads, shards.examples(config.data.val_split) > 0)
-    distribution = distribution or choose_distribution(config.training.strategy, config.training.tpu)
+    distribution = distribution or choose_distribution(config.training.strategy, config.training.tpu,
+                                                       config.training.multi_host)
     global_batch = global_batch_size(config.data.batch_size, distribution.replicas, config.data.global_batch_size)
     steps = config.training.steps_per_epoch or max(1, shards.examples(config.data.train_split) // global_batch)
     image_size = config.data.image_size or BACKBONES.get(config.model.backbone).default_size
@@ -186,18 +213,25 @@ def training_data(plan: RunPlan, first_epoch: int = 0):
     draws that epoch's order and augmentation); validation padded to whole batches when the
     distribution needs it."""
     data = plan.config.data
-    train = train_dataset(plan.shards.files(data.train_split), plan.pipeline, plan.global_batch,
-                          plan.config.training.seed, examples_per_epoch=plan.steps_per_epoch * plan.global_batch,
-                          first_epoch=first_epoch, shuffle_buffer=data.shuffle_buffer,
-                          deterministic=data.deterministic)
+    files = plan.process_shards(data.train_split)[0]
+    train = train_dataset(files, plan.pipeline, plan.local_batch,
+                          plan.config.training.seed + plan.distribution.process,
+                          examples_per_epoch=plan.steps_per_epoch * plan.local_batch, first_epoch=first_epoch,
+                          shuffle_buffer=data.shuffle_buffer, deterministic=data.deterministic)
     return train, (evaluation_data(plan, data.val_split) if plan.has_validation else None)
 
 
 def evaluation_data(plan: RunPlan, split: str):
     """One pass over ``split`` in a fixed order; padded with zero-weight copies when ``plan`` needs
-    whole batches (every example still counts once)."""
-    return eval_dataset(plan.shards.files(split), plan.pipeline, plan.global_batch,
-                        examples=plan.shards.examples(split), pad=plan.distribution.pad)
+    whole batches (every example still counts once; with several processes each reads its shards)."""
+    files, examples, batches = plan.process_shards(split)
+    return eval_dataset(files, plan.pipeline, plan.local_batch, examples=examples, pad=plan.distribution.pad,
+                        batches=batches if plan.distribution.pad else None)
+
+
+def padded_examples(plan: RunPlan, split: str) -> int:
+    """How many examples (real and padding) an evaluation of ``split`` processes, all processes together."""
+    return plan.process_shards(split)[2] * plan.global_batch if plan.distribution.pad else plan.shards.examples(split)
 
 
 def new_model(plan: RunPlan):
@@ -236,7 +270,7 @@ def compile_model(model, plan: RunPlan, stage: Optional[StageConfig] = None, epo
         loss_weights={head: config.loss.head_weights.get(head, 1.0) for head in plan.heads},
         # weighted: HeadAccuracy uses a weight only to skip zero-weight (padding) examples
         weighted_metrics={head: head_metrics(classes) for head, classes in plan.heads.items()},
-        jit_compile=config.training.jit_compile,
+        jit_compile=plan.jit_compile,
         steps_per_execution=config.training.steps_per_execution,
     )
     return model

@@ -8,8 +8,7 @@ import keras
 
 from common import fs
 from training.callbacks import HeadPrefixedLogs
-from training.data import padding_factor
-from training.plan import RunPlan, evaluation_data
+from training.plan import RunPlan, evaluation_data, padded_examples
 from training.plots import plot_curves
 from training.run import RunDir, RunState, copy_atomic
 
@@ -21,11 +20,9 @@ def evaluate_best(plan: RunPlan, run: RunDir) -> Dict[str, dict]:
         return {}
     with plan.distribution.scope():
         model = keras.models.load_model(run.join("model.keras"))
-    examples = plan.shards.examples(split)
     values = model.evaluate(evaluation_data(plan, split), return_dict=True, verbose=0)
-    if plan.distribution.pad:
-        factor = padding_factor(examples, plan.global_batch)
-        values = {key: value * factor if key.endswith("loss") else value for key, value in values.items()}
+    factor = padded_examples(plan, split) / plan.shards.examples(split)  # Keras' means count the padding
+    values = {key: value * factor if key.endswith("loss") else value for key, value in values.items()}
     if len(plan.heads) == 1:  # Keras drops the output name for single-output models
         HeadPrefixedLogs(next(iter(plan.heads))).rename(values)
     results = {}
@@ -58,15 +55,17 @@ def print_summary(name: str, metrics: dict, out: str) -> None:
 
 
 def finish_run(plan: RunPlan, run: RunDir, state: RunState) -> dict:
-    """The last model, the curves, ``metrics.json`` on the held-out split; marks the run finished."""
-    copy_atomic(run.join(state.checkpoint), run.join("last.keras"))  # the last epoch's checkpoint
-    plot_curves(state.history, list(plan.heads), run.join("curves"))
+    """The last model, the curves, ``metrics.json`` on the held-out split; marks the run finished (every
+    host evaluates — they step together — and the writer writes)."""
     metrics = evaluate_best(plan, run)
     metrics["epochs"] = state.epoch
     metrics["best"] = state.best.__dict__ if state.best else None
     metrics["strategy"] = plan.describe()
-    fs.write_text_atomic(run.join("metrics.json"), json.dumps(metrics, indent=2))
     state.finished = True
-    run.write_state(state)
-    print_summary(plan.config.name, metrics, run.path)
+    if run.writer:
+        copy_atomic(run.join(state.checkpoint), run.join("last.keras"))  # the last epoch's checkpoint
+        plot_curves(state.history, list(plan.heads), run.join("curves"))
+        fs.write_text_atomic(run.join("metrics.json"), json.dumps(metrics, indent=2))
+        run.write_state(state)
+        print_summary(plan.config.name, metrics, run.path)
     return metrics

@@ -18,6 +18,7 @@ of the last completed epoch and holds the history and the callbacks' counters.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -77,8 +78,11 @@ class RunState:
 
 
 class RunDir:
-    def __init__(self, path: str):
-        self.path = path
+    """A run folder. ``writer``: this process writes it (on several hosts only the first does; the others
+    train alongside and read it to resume)."""
+
+    def __init__(self, path: str, writer: bool = True):
+        self.path, self.writer = path, writer
 
     def join(self, *parts: str) -> str:
         return fs.join(self.path, *parts)
@@ -138,8 +142,25 @@ def save_model_atomic(model, path: str) -> None:
 
 def _save(model, path: str) -> None:
     """``.keras`` keeps the optimizer (resuming needs it); legacy ``.h5`` files are for inference and
-    other tools, and the legacy loader cannot restore our optimizer state anyway."""
-    keras.saving.save_model(model, path, include_optimizer=not path.endswith(".h5"))
+    other tools, and the legacy loader cannot restore our optimizer state anyway. Only the writing
+    process saves: with several processes (multi-host JAX) the global distribution is set aside while
+    it does, or Keras would create its helper variables as collectives the other processes never join."""
+    with local_variables():
+        keras.saving.save_model(model, path, include_optimizer=not path.endswith(".h5"))
+
+
+@contextlib.contextmanager
+def local_variables():
+    """No global ``keras.distribution`` while the block runs when this is one of several processes."""
+    distribution = keras.distribution.distribution() if keras.config.backend() == "jax" else None
+    if distribution is None or not getattr(distribution, "_is_multi_process", False):
+        yield
+        return
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(distribution)
 
 
 def copy_atomic(source: str, target: str) -> None:

@@ -30,19 +30,24 @@ def fit(config: Config, out: Optional[str] = None) -> dict:
     """Train (or resume) ``config`` into ``out`` (default ``runs/<name>``); returns the final metrics."""
     check_config(config)  # before anything is written
     out = out or fs.join("runs", config.name)
-    run, state = start_run(config, out)
+    run, state = open_run(config, out)
     if state.finished and state.done(config.total_epochs):
         print(f"{out} is already complete ({state.epoch} epochs); nothing to do")
         return json.loads(fs.read_text(run.join("metrics.json"))) if fs.exists(run.join("metrics.json")) else {}
     state.finished = False  # more epochs asked for than the finished run had
     keras.utils.set_random_seed(config.training.seed)
-    plan = make_plan(config)
+    plan = make_plan(config)  # chooses the distribution: on several hosts the first one writes the run folder
+    run.writer = plan.distribution.process == 0
+    if run.writer:
+        prepare_run(run, config)
     heads = ", ".join(f"{head} ({classes})" for head, classes in plan.heads.items())
     LOG.info("global batch %d (%d replica(s)); %d steps per epoch; %d px; heads %s", plan.global_batch,
              plan.distribution.replicas, plan.steps_per_epoch, plan.image_size, heads)
-    fs.write_text_atomic(run.join("manifest.json"), json.dumps(plan.shards.manifest, indent=2))
+    if run.writer:
+        fs.write_text_atomic(run.join("manifest.json"), json.dumps(plan.shards.manifest, indent=2))
     with reading_shards(plan.shards.folder, plan.shards.manifest, plan.splits):
         state = train(plan, run, state)
+        plan.distribution.wait_for_others("trained")
         return finish_run(plan, run, state)
 
 
@@ -90,8 +95,9 @@ def check_resumable(saved: Config, wanted: Config) -> None:
                         "re-run with the same configuration to resume, or choose another --out")
 
 
-def start_run(config: Config, out: str) -> Tuple[RunDir, RunState]:
-    """Open (or resume) the run folder; returns ``(run, state)``."""
+def open_run(config: Config, out: str) -> Tuple[RunDir, RunState]:
+    """The run folder and its state (an empty state for a new run), before any work: ``--out`` must be
+    writable, and a folder holding a run must hold this configuration's."""
     fs.ensure_writable_folder(out, "--out")
     run = RunDir(out)
     state = run.load_state()
@@ -101,8 +107,12 @@ def start_run(config: Config, out: str) -> Tuple[RunDir, RunState]:
     elif fs.isdir(out) and any(name not in ("logs", "checkpoints", "curves") for name in fs.listdir(out)) \
             and not fs.exists(run.join("config.yaml")):
         raise UserError(f"--out {out} exists and is not a run folder; choose another --out")
+    return run, state or RunState()
+
+
+def prepare_run(run: RunDir, config: Config) -> None:
+    """The folders, no leftovers of writes cut short (kill -9, full disk), the resolved configuration."""
     run.prepare()
-    for folder in (run.path, run.join("checkpoints")):  # leftovers of writes cut short (kill -9, full disk)
+    for folder in (run.path, run.join("checkpoints")):
         fs.remove_temporaries(folder)
     fs.write_text_atomic(run.join("config.yaml"), dump_config(config, f"# resolved configuration of {config.name}"))
-    return run, state or RunState()

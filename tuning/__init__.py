@@ -5,6 +5,6 @@ trains trials as run plans of :mod:`training.plan`, :mod:`.search` runs the sear
 :mod:`.results` writes the trials table, a plot of the search and the best configuration as a
 complete training config.
 """
-from common.cli import quiet_tensorflow
+from common import backend
 
-quiet_tensorflow()
+backend.choose()  # before anything imports Keras: KERAS_BACKEND if set, JAX on a TPU, else TensorFlow

@@ -10,7 +10,9 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from common.cli import run_main, setup_logging
+from common import backend
+from common.cli import quiet_tensorflow, run_main, setup_logging
+from training.config import read_config
 
 
 def parse_args(argv: Optional[Sequence[str]]):
@@ -31,7 +33,9 @@ def parse_args(argv: Optional[Sequence[str]]):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging()
-    from tuning.search import SearchOptions, search  # Keras is imported from here on
+    backend.choose(read_config(args.config, args.set).training.backend)
+    quiet_tensorflow()  # TensorFlow imports Keras: only now, on the chosen backend
+    from tuning.search import SearchOptions, search
 
     search(SearchOptions(args.config, args.space, args.max_epochs, args.factor, args.objective, args.algorithm,
                          args.max_trials, args.seed, args.out, tuple(args.set)))

@@ -123,6 +123,10 @@ def search(options: SearchOptions) -> Optional[dict]:
     plan = make_plan(config)  # validates the base configuration; distribution and shards serve every trial
     check_options(options, plan.heads, plan.has_validation)
     out = options.out or fs.join("runs", f"tune_{config.name}")
+    if fs.is_remote(out) and plan.distribution.backend != "tensorflow":
+        raise UserError(f"--out {out}: keras-tuner writes through TensorFlow's file system (gs://) only on the "
+                        "TensorFlow backend; on JAX search into a local folder and copy it to the bucket afterwards "
+                        "(gsutil -m cp -r), or run the search with training.backend: tensorflow")
     state = fingerprint(options, config, fs.read_text(spaces.resolve(options.space)))
     check_resume(out, state)
     fs.ensure_writable_folder(out, "--out")

@@ -63,6 +63,7 @@ def tiny_shards(stanford_tree, tmp_path_factory):
                                 test_fraction=0.2))
     return out
 
+
 @pytest.fixture(scope="session")
 def trained(tiny_shards, tmp_path_factory):
     """A run folder with model.keras and focal_loss.h5 trained a few steps on the tiny shards."""

@@ -1,9 +1,10 @@
 """``python -m data_prep.build``: a dataset tree → stratified, sharded TFRecords + ``manifest.json``.
 
 Steps: read the dataset (layout detected) → keep the official split's rows if asked → drop rare
-classes → vocabularies and integer labels → (grouped split: hash every image) → assign splits →
-shuffle and plan shards → write shards in parallel → near-duplicate report → ``rejected.csv`` and
-``manifest.json`` (written last, atomically). Re-running the same command after an interruption
+classes → (``--label-conflicts drop|keep``: hash and verify every image, resolve the conflicts) →
+vocabularies and integer labels → (grouped split: hash every image, group verified near-duplicates) →
+assign splits → shuffle and plan shards → write shards in parallel → near-duplicate and label-conflict
+reports (:mod:`data_prep.duplicates`) → ``rejected.csv`` and ``manifest.json`` (written last, atomically). Re-running the same command after an interruption
 finishes the job without redoing complete shards (the plan is kept in ``OUT/.build/``).
 """
 from __future__ import annotations
@@ -24,12 +25,12 @@ from common import fs
 from common.cli import quiet_tensorflow, run_main, setup_logging
 from common.errors import UserError
 from common.lock import folder_lock
-from data_prep import dedup, labels as label_ops, manifest as manifest_io
-from data_prep.images import ImageTask, Processed
+from data_prep import duplicates, labels as label_ops, manifest as manifest_io
+from data_prep.images import ImageTask
 from data_prep.options import BuildOptions, parse_fractions
 from data_prep.datasets import DATASETS, read_dataset
 from data_prep.readers import ReadOptions
-from data_prep.shards import (ShardInputs, ShardPlan, estimate_bytes_per_image, hash_images, plan_split,
+from data_prep.shards import (ShardInputs, ShardPlan, estimate_bytes_per_image, plan_split,
                               shard_count_for_split, write_shards)
 from data_prep.splits import SPLITTERS, assign_splits
 from data_prep.table import BBOX_COLUMNS, DatasetTable, concat_rejects, make_rejects, summarize_rejects
@@ -38,6 +39,8 @@ LOG = logging.getLogger("data_prep.build")
 SPLITS = ("train", "val", "test")
 PLAN = ".build/plan.json"
 LOCK = ".lock"  # not ".build…": ram:// treats names as prefixes
+WRITTEN_FILES = (manifest_io.MANIFEST, manifest_io.REJECTED, duplicates.NEAR_DUPLICATES, duplicates.LABEL_CONFLICTS,
+                 duplicates.CONTACT_SHEET)
 
 
 class TooManyRejects(UserError):
@@ -88,7 +91,7 @@ def clear_output(out: str) -> None:
         return
     fs.remove_tree(fs.join(out, ".build"))
     for name in fs.listdir(out):
-        if name.endswith(".tfrec") or name in (manifest_io.MANIFEST, manifest_io.REJECTED) or fs.TMP_MARK in name:
+        if name.endswith(".tfrec") or name in WRITTEN_FILES or fs.TMP_MARK in name:
             fs.remove(fs.join(out, name))
 
 
@@ -124,22 +127,14 @@ def table_digest(data: DatasetTable, labels: pd.DataFrame) -> str:
     return hashlib.sha256(frame.to_csv(index=False).encode("utf-8")).hexdigest()
 
 
-def grouped_hashes(tasks: Sequence[ImageTask], threshold: int, workers: int, progress: bool):
-    """Hash every image, link near-duplicates and return ``(group ids, {row: hex hash})``."""
-    results = hash_images(tasks, workers, progress)
-    valid = [row for row, result in enumerate(results) if isinstance(result, Processed)]
-    hashes = {row: results[row].phash for row in valid}
-    pairs = dedup.near_duplicate_pairs(dedup.hashes_to_array([hashes[row] for row in valid]), threshold)
-    full_pairs = np.asarray(valid, dtype=np.int64)[pairs] if len(pairs) else np.zeros((0, 2), dtype=np.int64)
-    LOG.info("%d near-duplicate pairs (phash distance ≤ %d) among %d images", len(full_pairs), threshold, len(tasks))
-    return dedup.group_ids(len(tasks), full_pairs), hashes
-
-
-def create_plan(options: BuildOptions, data: DatasetTable, labels: pd.DataFrame, tasks) -> dict:
+def create_plan(options: BuildOptions, data: DatasetTable, labels: pd.DataFrame, tasks, known=None) -> dict:
     """Assign splits, shuffle, size the shards; the plan is what a resumed run repeats exactly."""
+    ids = data.table["image_id"].tolist()
     groups, hashes = None, {}
     if SPLITTERS.get(options.split).grouped:
-        groups, hashes = grouped_hashes(tasks, options.hamming_threshold, options.workers, options.progress)
+        groups, hashes = duplicates.grouped_hashes(tasks, ids, options, known)
+    elif known:
+        hashes = {row: known[image_id] for row, image_id in enumerate(ids) if image_id in known}
     assignment = assign_splits(options.split, labels["model"].to_numpy(), data.table["source_split"].to_numpy(),
                                options.val_fraction, options.test_fraction, options.seed, groups, options.val_from)
     rng = np.random.default_rng(options.seed)
@@ -148,7 +143,6 @@ def create_plan(options: BuildOptions, data: DatasetTable, labels: pd.DataFrame,
     if not options.num_shards:
         sample = np.concatenate([order[split] for split in SPLITS])
         bytes_per_image = estimate_bytes_per_image([tasks[row] for row in sample], options.image_options())
-    ids = data.table["image_id"].tolist()
     shards = {}
     for split in SPLITS:
         if len(order[split]):
@@ -181,19 +175,6 @@ def shard_plans(plan: dict, data: DatasetTable) -> List[ShardPlan]:
     return plans
 
 
-def near_duplicate_report(parts: Dict[str, dict], plan: dict, threshold: int) -> dict:
-    """Near-duplicate pairs among the written images, and how many cross two splits."""
-    splits, hashes = [], []
-    for part in sorted(parts.values(), key=lambda part: part["name"]):
-        known = plan["hashes"] or part["hashes"]
-        for image_id in part["written"]:
-            if image_id in known:
-                splits.append(part["split"])
-                hashes.append(known[image_id])
-    pairs = dedup.near_duplicate_pairs(dedup.hashes_to_array(hashes), threshold)
-    return dedup.describe(pairs, splits, threshold)
-
-
 def split_entries(parts: Dict[str, dict], data: DatasetTable, labels: pd.DataFrame,
                   vocabularies: Dict[str, List[str]]) -> Dict[str, dict]:
     position = {image_id: row for row, image_id in enumerate(data.table["image_id"])}
@@ -214,12 +195,16 @@ def rejection_table(data: DatasetTable, parts: Dict[str, dict]) -> pd.DataFrame:
     return concat_rejects([data.rejected, written]).sort_values("image_id", kind="stable").reset_index(drop=True)
 
 
-def finish(options: BuildOptions, data: DatasetTable, labels, vocabularies, plan, parts, excluded, dropped) -> dict:
-    """Write ``rejected.csv`` and (unless too much was rejected) ``manifest.json``; return the manifest."""
+def finish(options: BuildOptions, data: DatasetTable, labels, vocabularies, plan, parts, excluded, dropped,
+           tasks, found=None) -> dict:
+    """Write the reports, ``rejected.csv`` and (unless too much was rejected) ``manifest.json``;
+    return the manifest. ``found``: label conflicts resolved before planning (conflicts, paths)."""
+    near, conflicts = duplicates.near_duplicate_report(options, data, tasks, parts, plan, found)
     rejected = rejection_table(data, parts)
     fs.write_text_atomic(fs.join(options.out, manifest_io.REJECTED), rejected.to_csv(index=False))
     considered = len(data.table) + len(data.rejected)
-    fraction = len(rejected) / max(1, considered)
+    chosen = int((rejected["stage"] == "label_conflict").sum())  # dropped on request, not broken
+    fraction = (len(rejected) - chosen) / max(1, considered - chosen)
     conversions: Dict[str, int] = {}
     for part in parts.values():
         for reason, count in part["converted"].items():
@@ -231,7 +216,7 @@ def finish(options: BuildOptions, data: DatasetTable, labels, vocabularies, plan
                                            "by_reason": summarize_rejects(rejected), "file": manifest_io.REJECTED},
         dropped=dropped, excluded=excluded, conversions=conversions, notes=data.notes,
         hierarchy=label_ops.hierarchy(labels),
-        near_duplicates=near_duplicate_report(parts, plan, options.hamming_threshold))
+        near_duplicates=near, label_conflicts=conflicts)
     print_summary(options, manifest)
     if fraction > options.max_reject_fraction and not options.accept_rejects:
         raise TooManyRejects(
@@ -263,6 +248,10 @@ def _build(options: BuildOptions) -> dict:
     data = read_dataset(options.dataset, options.root, options.layout, ReadOptions(clean_names=options.clean_names))
     LOG.info("read %d images (%s layout), %d rejected while reading", len(data.table), data.layout, len(data.rejected))
     data, excluded, dropped = select_rows(data, options)
+    found, known = None, None
+    if options.label_conflicts != "report":
+        data, conflicts, known, paths = duplicates.label_conflicts_first(options, data, make_tasks(data, True))
+        found = conflicts, paths
     vocabularies = label_ops.make_vocabularies(data, spec.heads)
     labels = label_ops.encode_labels(data, vocabularies)
     tasks = make_tasks(data, want_hash=not SPLITTERS.get(options.split).grouped)
@@ -270,13 +259,13 @@ def _build(options: BuildOptions) -> dict:
         plan = load_plan(options, data, labels)
     else:
         fs.makedirs(fs.join(options.out, ".build"))
-        plan = create_plan(options, data, labels, tasks)
+        plan = create_plan(options, data, labels, tasks, known)
         fs.write_text_atomic(fs.join(options.out, PLAN), json.dumps(plan))
     inputs = ShardInputs(tasks, data.table["image_id"].tolist(),
                          {head: labels[head].to_numpy() for head in labels}, data.table["viewpoint"].tolist())
     parts = write_shards(options.out, shard_plans(plan, data), inputs, options.image_options(),
                          options.workers, options.progress)
-    return finish(options, data, labels, vocabularies, plan, parts, excluded, dropped)
+    return finish(options, data, labels, vocabularies, plan, parts, excluded, dropped, tasks, found)
 
 
 def print_summary(options: BuildOptions, manifest: dict) -> None:
@@ -293,7 +282,15 @@ def print_summary(options: BuildOptions, manifest: dict) -> None:
         print(f"  dropped classes (< {options.min_images} images): {len(manifest['dropped_classes'])}")
     near = manifest["near_duplicates"]
     crossing = ", ".join(f"{key} {value}" for key, value in near["cross_split_pairs"].items())
-    print(f"  near-duplicate pairs (phash distance ≤ {near['threshold']}): {near['pairs']}; across splits: {crossing}")
+    print(f"  near-duplicates: {near['pairs']} same-photo pairs of {near['candidates']} pHash candidates "
+          f"(distance ≤ {near['threshold']}; {near['lookalikes']} look-alikes set aside); across splits: {crossing}")
+    conflicts = manifest["label_conflicts"]
+    if conflicts["pairs"]:
+        done = {"report": "reported only", "drop": "copies dropped", "keep": "resolved as --conflict-labels says"}
+        print(f"  label conflicts: {conflicts['pairs']} pair(s) in {conflicts['groups']} group(s), "
+              f"{done[conflicts['action']]}: see {duplicates.LABEL_CONFLICTS} and {duplicates.CONTACT_SHEET}")
+    else:
+        print("  label conflicts: none")
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> BuildOptions:
@@ -321,7 +318,12 @@ def parse_args(argv: Optional[Sequence[str]]) -> BuildOptions:
     add("--seed", type=int, default=42)
     add("--clean-names", action=argparse.BooleanOptionalAction, default=True,
         help="map CompCars make misspellings/duplicates to one make (default on)")
-    add("--hamming-threshold", type=int, default=6, help="phash bits for near-duplicates (default 6)")
+    add("--hamming-threshold", type=int, default=12,
+        help="pHash bits for a near-duplicate candidate, verified as the same photo next (default 12)")
+    add("--label-conflicts", choices=["report", "drop", "keep"], default="report",
+        help="the same photo under two model labels: report (default), drop every copy, or keep the copy "
+             "and label named in --conflict-labels")
+    add("--conflict-labels", help="CSV with image_id,model: per conflict, the copy to keep and its class")
     add("--max-reject-fraction", type=float, default=0.01, help="fail above this rejected fraction")
     add("--accept-rejects", action="store_true", help="write the manifest even above that fraction")
     add("--overwrite", action="store_true", help="replace a previous build in --out")
@@ -338,7 +340,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> BuildOptions:
         max_side=args.max_side,
         crop=args.crop, crop_margin=args.crop_margin, jpeg_quality=args.jpeg_quality, shard_mb=args.shard_mb,
         num_shards=args.num_shards, workers=args.workers, seed=args.seed, clean_names=args.clean_names,
-        hamming_threshold=args.hamming_threshold, max_reject_fraction=args.max_reject_fraction,
+        hamming_threshold=args.hamming_threshold, label_conflicts=args.label_conflicts,
+        conflict_labels=args.conflict_labels, max_reject_fraction=args.max_reject_fraction,
         accept_rejects=args.accept_rejects, overwrite=args.overwrite, progress=not args.no_progress)
 
 

@@ -8,7 +8,7 @@ and the version and creation time. Later stages read heads and shard lists only 
 from __future__ import annotations
 
 import json
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from common import fs
 from common.errors import UserError
@@ -38,7 +38,8 @@ def split_entry(parts: List[dict], counts: dict) -> dict:
 
 def build_manifest(*, dataset: str, layout: str, heads: Dict[str, List[str]], splits: Dict[str, dict],
                    options: dict, created: str, rejected: dict, dropped: dict, excluded: int,
-                   near_duplicates: dict, conversions: dict, notes: dict, hierarchy: dict) -> dict:
+                   near_duplicates: dict, conversions: dict, notes: dict, hierarchy: dict,
+                   label_conflicts: Optional[dict] = None) -> dict:
     """Assemble the manifest dictionary (keys documented in the README)."""
     return {
         "format": FORMAT,
@@ -59,6 +60,7 @@ def build_manifest(*, dataset: str, layout: str, heads: Dict[str, List[str]], sp
         "dropped_classes": dropped,
         "excluded_outside_split": excluded,
         "near_duplicates": near_duplicates,
+        "label_conflicts": label_conflicts or {"pairs": 0, "groups": 0, "images": 0, "action": "report"},
         "conversions": conversions,
         "notes": notes,
     }

@@ -11,6 +11,7 @@ from data_prep.datasets import DATASETS
 from data_prep.images import ImageOptions
 from data_prep.splits import SPLITTERS
 
+LABEL_CONFLICT_ACTIONS = ("report", "drop", "keep")
 # Options that do not change what is written: a re-run may change them and still resume.
 RUNTIME_ONLY = ("out", "workers", "max_reject_fraction", "accept_rejects", "overwrite", "progress")
 
@@ -36,7 +37,9 @@ class BuildOptions:
     num_shards: Optional[int] = None
     seed: int = 42
     clean_names: bool = True
-    hamming_threshold: int = 6
+    hamming_threshold: int = 12  # pHash bits for a near-duplicate candidate (then verified)
+    label_conflicts: str = "report"  # report | drop | keep (with conflict_labels)
+    conflict_labels: Optional[str] = None  # CSV image_id,model: the copy to keep and its class
     bbox_tolerance: float = 0.02
     workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     max_reject_fraction: float = 0.01
@@ -80,6 +83,10 @@ class BuildOptions:
             (self.num_shards is None or self.num_shards >= 1, "--num-shards", "1 or more", self.num_shards),
             (self.workers >= 1, "--workers", "1 or more", self.workers),
             (0 <= self.hamming_threshold <= 32, "--hamming-threshold", "0..32 bits", self.hamming_threshold),
+            (self.label_conflicts in LABEL_CONFLICT_ACTIONS, "--label-conflicts", " or ".join(LABEL_CONFLICT_ACTIONS),
+             self.label_conflicts),
+            ((self.label_conflicts == "keep") == bool(self.conflict_labels), "--conflict-labels",
+             "a CSV file (image_id,model) exactly when --label-conflicts is keep", self.conflict_labels),
             (0 <= self.max_reject_fraction <= 1, "--max-reject-fraction", "a fraction in [0, 1]",
              self.max_reject_fraction),
             (bool(str(self.out).strip()), "--out", "a folder path", self.out),

@@ -42,7 +42,7 @@ def test_build_and_verify_commands(stanford_tree, tmp_path, capsys):
             "--no-progress", "--fractions", "70/15/15", "--split", "stratified", "--max-reject-fraction", "0.1"]
     assert run_main(build.main, argv) == 0
     printed = capsys.readouterr().out
-    assert "stratified split" in printed and "near-duplicate pairs" in printed
+    assert "stratified split" in printed and "same-photo pairs of" in printed and "label conflicts: none" in printed
     assert run_main(verify.main, [str(out)]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
 

@@ -191,7 +191,7 @@ def test_write_failures_say_how_to_continue(stanford_tree, tmp_path, monkeypatch
 
 def test_build_stopped_before_its_plan_was_saved_starts_again(stanford_tree, tmp_path, monkeypatch):
     """E.g. killed during the grouped split's hashing pass: only .build/ and temporaries exist."""
-    from data_prep import build
+    from data_prep import duplicates
 
     root, _ = stanford_tree
     out = tmp_path / "o"
@@ -199,7 +199,7 @@ def test_build_stopped_before_its_plan_was_saved_starts_again(stanford_tree, tmp
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build, "grouped_hashes", killed)
+    monkeypatch.setattr(duplicates, "grouped_hashes", killed)
     with pytest.raises(KeyboardInterrupt):
         build_dataset(build_options(root, out, split="grouped"))
     assert [p.name for p in out.iterdir()] == [".build"]

@@ -43,7 +43,7 @@ SYNTHETIC.register("compcars")(SyntheticDataset(compcars.VARIANTS, catalog.compc
 def generate(layout: str, out: str, variant: Optional[str] = None, makes: int = 4, models_per_make: int = 3,
              images_per_model: int = 12, seed: int = 0, bad_files: bool = True,
              size: Optional[Tuple[int, int]] = None, csv_header: bool = False, crlf: bool = False,
-             folder_style: str = "hyphen") -> dict:
+             folder_style: str = "hyphen", label_conflicts: int = 0, lookalikes: int = 0) -> dict:
     """Write a synthetic dataset to ``out`` and return its ground truth (also in ``SYNTHETIC.json``)."""
     dataset = SYNTHETIC.get(layout)
     variant = variant or dataset.variants[0]
@@ -52,7 +52,8 @@ def generate(layout: str, out: str, variant: Optional[str] = None, makes: int = 
     if min(makes, models_per_make, images_per_model) < 1:
         raise UserError("--makes, --models-per-make and --images-per-model must be at least 1")
     classes = dataset.classes(makes, models_per_make, seed)
-    pictures = render(classes, images_per_model, seed, viewpoints=dataset.viewpoints, size=size)
+    pictures = render(classes, images_per_model, seed, viewpoints=dataset.viewpoints, size=size,
+                      label_conflicts=label_conflicts, lookalikes=lookalikes)
     if bad_files:
         spoil(pictures, seed)
     fs.makedirs(out)
@@ -72,6 +73,9 @@ def ground_truth(layout, variant, classes, pictures, paths) -> dict:
         "bad_files": {p.bad_kind: paths[i] for i, p in enumerate(pictures) if p.bad_kind},
         "near_duplicates": [[paths[p.duplicate_of], paths[i]] for i, p in enumerate(pictures)
                             if p.duplicate_of is not None],
+        "label_conflicts": [[paths[p.duplicate_of], paths[i]] for i, p in enumerate(pictures)
+                            if p.duplicate_of is not None and p.class_index != pictures[p.duplicate_of].class_index],
+        "lookalikes": [[paths[p.lookalike_of], paths[i]] for i, p in enumerate(pictures) if p.lookalike_of is not None],
         "class_of": {paths[i]: p.class_index for i, p in enumerate(pictures)},
         "bbox_of": {paths[i]: list(p.bbox) for i, p in enumerate(pictures)},
     }

@@ -34,15 +34,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", help="fixed picture size WIDTHxHEIGHT (default: varied, 192–384 px wide)")
     parser.add_argument("--no-bad-files", action="store_true", help="leave out the deliberately bad files")
+    parser.add_argument("--label-conflicts", type=int, default=0,
+                        help="near-copies filed under another class (the same photo under two labels)")
+    parser.add_argument("--lookalikes", type=int, default=0, help="pairs of different cars that pHash finds alike")
     parser.add_argument("--csv-header", action="store_true", help="kaggle variant: CSVs with a header row")
     parser.add_argument("--crlf", action="store_true", help="kaggle variant: CRLF line endings")
     args = parser.parse_args(argv)
     truth = generate(args.layout, args.out, args.variant, args.makes, args.models_per_make,
                      args.images_per_model, args.seed, not args.no_bad_files, parse_size(args.size),
-                     args.csv_header, args.crlf)
+                     args.csv_header, args.crlf, label_conflicts=args.label_conflicts, lookalikes=args.lookalikes)
     print(f"wrote {truth['images']} images of {len(truth['classes'])} classes "
           f"({args.layout}/{truth['variant']}) to {args.out}; "
-          f"{len(truth['bad_files'])} bad files, {len(truth['near_duplicates'])} near-duplicates")
+          f"{len(truth['bad_files'])} bad files, {len(truth['near_duplicates'])} near-duplicates "
+          f"({len(truth['label_conflicts'])} under two labels), {len(truth['lookalikes'])} look-alike pairs")
     return 0
 
 

@@ -1,0 +1,129 @@
+"""Is a near-duplicate candidate the same photo? The verification stage after the 64-bit pHash.
+
+pHash finds candidates cheaply, but on real photos it also pairs *different* cars shot in the same
+pose on a white background (a BMW M3 and an M5 side by side in a catalogue: distance 4), while a
+copy cropped by a few percent can be 10 bits away. So every candidate pair is looked at again:
+
+* each image becomes a small grey thumbnail — the mean of R, G and B (unchanged when a re-upload
+  swaps red and blue), ``SIDE`` × ``SIDE`` pixels whatever its aspect ratio;
+* one image is compared with every slight crop of the other (each side cut by 0 … ``MAX_CROP`` of
+  the picture, in ``CROP_STEPS`` steps; both directions), by normalised cross-correlation, which
+  ignores brightness and contrast changes;
+* the best correlation is the pair's ``similarity``; at or above ``SAME_PHOTO`` the pair is the
+  same photo (possibly resized, recompressed, re-cropped a little or colour-shifted).
+
+``python -m benchmarks.bench_samephoto`` measured the threshold on the real Stanford Cars photos
+(README, "Near-duplicates"): copies made from them score ≥ 0.95, the look-alike studio shots of
+different cars ≤ 0.90.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+from scipy.ndimage import uniform_filter
+
+from data_prep.images import WIDE_MODES, open_image, to_eight_bit
+
+SIDE = 32  # compared thumbnail
+SOURCE_SIDE = 96  # the thumbnail crops are resampled from
+MAX_CROP = 0.075  # of the width (height) cut from each side at most
+CROP_STEPS = 4  # 0, 2.5, 5, 7.5 %
+SAME_PHOTO = 0.7
+BLUR = 5  # pixels of the thumbnail: detail finer than this is compared
+PREFILTER = 0.4  # whole-picture correlation below which no crop is searched
+
+
+def grey(image) -> np.ndarray:
+    """``SOURCE_SIDE`` × ``SOURCE_SIDE`` float32 grey (mean of the channels) of a PIL image."""
+    from PIL import Image
+
+    image = image.convert("RGB")
+    resample = Image.Resampling.BOX if min(image.size) >= SOURCE_SIDE else Image.Resampling.BILINEAR
+    pixels = np.asarray(image.resize((SOURCE_SIDE, SOURCE_SIDE), resample), dtype=np.float32)
+    return pixels.mean(axis=2)
+
+
+def thumbnail_of_bytes(data: bytes) -> np.ndarray:
+    """The grey thumbnail of an encoded image, decoded at the smallest sufficient JPEG scale."""
+    image = open_image(data)
+    if image.format == "JPEG":
+        image.draft("RGB", (2 * SOURCE_SIDE, 2 * SOURCE_SIDE))
+    image.load()
+    if image.mode in WIDE_MODES:
+        image = to_eight_bit(image)
+    return grey(image)
+
+
+def _interpolation(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Linear-interpolation matrices ``(len(starts), SIDE, SOURCE_SIDE)`` sampling ``SIDE`` points
+    between each ``start`` and ``end`` (fractions of the source)."""
+    centres = (np.arange(SIDE) + 0.5) / SIDE
+    positions = (starts[:, None] + (ends - starts)[:, None] * centres[None, :]) * SOURCE_SIDE - 0.5
+    positions = np.clip(positions, 0, SOURCE_SIDE - 1)
+    low = np.floor(positions).astype(int)
+    high = np.minimum(low + 1, SOURCE_SIDE - 1)
+    weight = positions - low
+    matrix = np.zeros((len(starts), SIDE, SOURCE_SIDE), dtype=np.float32)
+    rows = np.arange(len(starts))[:, None]
+    columns = np.arange(SIDE)[None, :]
+    np.add.at(matrix, (rows, columns, low), 1 - weight)
+    np.add.at(matrix, (rows, columns, high), weight)
+    return matrix
+
+
+def _crop_matrices() -> np.ndarray:
+    cuts = np.linspace(0, MAX_CROP, CROP_STEPS)
+    starts, ends = np.meshgrid(cuts, 1 - cuts, indexing="ij")
+    return _interpolation(starts.ravel(), ends.ravel())
+
+
+CROPS = _crop_matrices()  # (CROP_STEPS², SIDE, SOURCE_SIDE): every (first cut, last cut) of one axis
+FLAT_CROPS = CROPS.reshape(-1, SOURCE_SIDE)
+
+
+def _normalised(values: np.ndarray, detail: bool = True) -> np.ndarray:
+    """Zero mean and unit norm over the last two axes (a flat picture stays zero); with ``detail``
+    the picture minus its blur first, so that the layout of sky, ground and background does not
+    dominate the comparison — look-alikes share the layout, copies share the detail."""
+    if detail:
+        values = values - uniform_filter(values, size=BLUR, axes=(-2, -1), mode="nearest")
+    values = values - values.mean(axis=(-2, -1), keepdims=True)
+    norm = np.sqrt((values * values).sum(axis=(-2, -1), keepdims=True))
+    return np.divide(values, norm, out=np.zeros_like(values), where=norm > 1e-6)
+
+
+def _best_crop_match(source: np.ndarray, target: np.ndarray) -> float:
+    """Highest correlation between ``target`` (whole) and any slight crop of ``source``."""
+    count = len(CROPS)
+    rows = (CROPS @ source).reshape(count * SIDE, SOURCE_SIDE)  # every vertical cut
+    crops = (rows @ FLAT_CROPS.T).reshape(count, SIDE, count, SIDE).transpose(0, 2, 1, 3)
+    return float((_normalised(crops) * _normalised(_whole(target))).sum(axis=(-2, -1)).max())
+
+
+def _whole(image: np.ndarray) -> np.ndarray:
+    return CROPS[0] @ image @ CROPS[0].T
+
+
+def similarity(first: np.ndarray, second: np.ndarray) -> float:
+    """The pair's best correlation over slight crops of either image, in [-1, 1].
+
+    A pair whose whole thumbnails correlate below ``PREFILTER`` is not searched further (no copy
+    measured came near it): most pHash candidates on real photos are settled that way."""
+    layout = float((_normalised(_whole(first), False) * _normalised(_whole(second), False)).sum())
+    if layout < PREFILTER:
+        return layout
+    return max(_best_crop_match(first, second), _best_crop_match(second, first))
+
+
+def same_photo(value: float, threshold: float = SAME_PHOTO) -> bool:
+    return value >= threshold
+
+
+def similarities(pairs: np.ndarray, thumbnails: Dict[int, np.ndarray]) -> np.ndarray:
+    """``similarity`` for each ``(i, j)`` row of ``pairs`` (NaN where a thumbnail is missing)."""
+    values = np.full(len(pairs), np.nan)
+    for index, (first, second) in enumerate(pairs):
+        if int(first) in thumbnails and int(second) in thumbnails:
+            values[index] = similarity(thumbnails[int(first)], thumbnails[int(second)])
+    return values

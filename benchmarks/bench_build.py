@@ -11,7 +11,10 @@ Measures, in one run:
 * peak memory (sum of the resident sets of the build process and its workers, sampled every 20 ms)
   building 1,000 and 5,000 images as a separate ``python -m data_prep.build`` process.
 
-Usage: ``python -m benchmarks.bench_build [--images 5000] [--small 1000] [--max-side 512] [--work DIR]``
+With ``--real`` the same on the real Stanford Cars photos (:mod:`benchmarks.realphotos`: 825 photos,
+repeated as mirrored and rotated re-encodes to the sizes asked for).
+
+Usage: ``python -m benchmarks.bench_build [--images 5000] [--small 1000] [--max-side 512] [--work DIR] [--real]``
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import time
 from PIL import Image
 from PIL import __version__ as pil
 
+from benchmarks import realphotos
 from data_prep.build import build_dataset
 from data_prep.datasets import read_dataset
 from data_prep.images import ImageOptions, ImageTask, process
@@ -150,16 +154,25 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--max-side", type=int, default=512)
     parser.add_argument("--work", default="bench_out")
+    parser.add_argument("--real", nargs="?", const=realphotos.PHOTOS, metavar="PHOTOS",
+                        help="the real Stanford Cars photos instead of synthetic ones")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     workers = os.cpu_count() or 1
     big, small = os.path.join(args.work, "big"), os.path.join(args.work, "small")
     print(f"machine: {machine()}")
-    count = make_dataset(big, args.images)
-    make_dataset(small, args.small)
+    if args.real:
+        big, small = os.path.join(args.work, "real_big"), os.path.join(args.work, "real_small")
+        count = realphotos.real_tree(args.real, big, args.images)
+        realphotos.real_tree(args.real, small, args.small)
+        what = "real Stanford Cars JPEGs (825 photos, 100–1,700 px wide, with mirrored/rotated re-encodes)"
+    else:
+        count = make_dataset(big, args.images)
+        make_dataset(small, args.small)
+        what = "synthetic 800×600 JPEGs"
     table = read_dataset("stanford_cars", big).table
     paths = [os.path.join(big, path) for path in table["image_path"]]
-    print(f"dataset: {count} synthetic 800×600 JPEGs; --max-side {args.max_side}; {workers} workers\n")
+    print(f"dataset: {count} {what}; --max-side {args.max_side}; {workers} workers\n")
 
     rows = [("ceiling: decode + resize + encode, pool, no writing", ceiling(paths, naive_pil, args.max_side, workers)),
             ("build's per-image work (+ verify, hash), pool, no writing",

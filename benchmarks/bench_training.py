@@ -12,7 +12,7 @@ In one run on synthetic 800×600 JPEGs (training mode, 224-px output, report 004
 * one training epoch of the same small model through ``training.fit`` and through a bare
   ``model.fit`` on the same dataset (alternating, median over epochs 2–5, tracing excluded).
 
-Usage: ``python -m benchmarks.bench_training [--images 2000] [--work bench_out/training]``
+Usage: ``python -m benchmarks.bench_training [--images 2000] [--work bench_out/training] [--real]``
 """
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ import argparse
 import os
 import statistics
 import time
+from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import realphotos
 from benchmarks.bench_build import machine
 from data_prep import schema
 from data_prep.build import build_dataset
@@ -40,10 +42,13 @@ from training.trainer import fit
 BATCH, SIZE = 64, 224
 
 
-def prepare(work: str, images: int):
-    """Synthetic 800×600 dataset, shards with and without --max-side 320, and report-004-style shards."""
+def prepare(work: str, images: int, real: Optional[str] = None):
+    """Synthetic 800×600 dataset (or the real photos, repeated), shards with and without --max-side
+    320, and report-004-style shards."""
     raw = os.path.join(work, "raw")
-    if not os.path.exists(os.path.join(raw, GROUND_TRUTH)):
+    if real:
+        realphotos.real_tree(real, raw, images)
+    elif not os.path.exists(os.path.join(raw, GROUND_TRUTH)):
         generate("stanford_cars", raw, "devkit", makes=10, models_per_make=5, images_per_model=max(1, images // 52),
                  seed=0, bad_files=False, size=(800, 600))
     shards = {}
@@ -209,11 +214,16 @@ def bare_epoch_times(shards: str, epochs: int) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--work", default=os.path.join("bench_out", "training"))
+    parser.add_argument("--work", default=None, help="default: bench_out/training (bench_out/training_real)")
+    parser.add_argument("--real", nargs="?", const=realphotos.PHOTOS, metavar="PHOTOS",
+                        help="the real Stanford Cars photos (repeated as mirrored/rotated re-encodes) instead")
     args = parser.parse_args()
+    args.work = args.work or os.path.join("bench_out", "training_real" if args.real else "training")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     print(f"machine: {machine()}")
-    shards = prepare(args.work, args.images)
+    shards = prepare(args.work, args.images, args.real)
+    print("data: " + ("real Stanford Cars photos (825, repeated as mirrored/rotated re-encodes)" if args.real
+                      else "synthetic 800×600 JPEGs"))
     rows = [("decode only (ceiling), full-size shards", throughput(decode_only(shards["full"]))),
             ("decode only (ceiling), --max-side 320 shards", throughput(decode_only(shards["s320"]))),
             ("decode only, pixels dropped (not a pipeline), --max-side 320 shards",

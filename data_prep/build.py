@@ -4,8 +4,9 @@ Steps: read the dataset (layout detected) → keep the official split's rows if 
 classes → (``--label-conflicts drop|keep``: hash and verify every image, resolve the conflicts) →
 vocabularies and integer labels → (grouped split: hash every image, group verified near-duplicates) →
 assign splits → shuffle and plan shards → write shards in parallel → near-duplicate and label-conflict
-reports (:mod:`data_prep.duplicates`) → ``rejected.csv`` and ``manifest.json`` (written last, atomically). Re-running the same command after an interruption
-finishes the job without redoing complete shards (the plan is kept in ``OUT/.build/``).
+reports (:mod:`data_prep.duplicates`) → ``rejected.csv`` and ``manifest.json`` (written last,
+atomically). Re-running the same command after an interruption finishes the job without redoing
+complete shards (the plan is kept in ``OUT/.build/``).
 """
 from __future__ import annotations
 

@@ -232,9 +232,8 @@ def verified_pairs(tasks: Sequence[ImageTask], ids: Sequence[str], options: Buil
     else:
         hashes = {row: known[image_id] for row, image_id in enumerate(ids) if image_id in known}
     rows = sorted(hashes)
-    pairs = find_pairs([ids[row] for row in rows], [hashes[row] for row in rows],
-                                  [tasks[row].path for row in rows], options.hamming_threshold, options.workers,
-                                  options.progress)
+    pairs = find_pairs([ids[row] for row in rows], [hashes[row] for row in rows], [tasks[row].path for row in rows],
+                       options.hamming_threshold, options.workers, options.progress)
     return pairs, hashes, rows
 
 
@@ -247,7 +246,7 @@ def grouped_hashes(tasks: Sequence[ImageTask], ids: Sequence[str], options: Buil
 
 def label_conflicts_first(options: BuildOptions, data: DatasetTable, tasks: Sequence[ImageTask]):
     """``--label-conflicts drop|keep``: find and resolve the conflicts before anything is planned;
-    return ``(data, conflicts table with actions, {image id: hash})``."""
+    return ``(data, conflicts table with actions, {image id: hash}, {image id: path} of their members)``."""
     ids = data.table["image_id"].tolist()
     pairs, hashes, rows = verified_pairs(tasks, ids, options)
     models = data.table["model"].to_numpy()[rows]
@@ -264,8 +263,8 @@ def label_conflicts_first(options: BuildOptions, data: DatasetTable, tasks: Sequ
 def near_duplicate_report(options: BuildOptions, data: DatasetTable, tasks, parts: Dict[str, dict], plan: dict,
                           found=None) -> Tuple[dict, dict]:
     """Verified near-duplicates among the written images → the CSVs, the contact sheet and the
-    manifest's ``near_duplicates`` and ``label_conflicts`` entries. ``conflicts``: found (and acted on)
-    before planning, or ``None`` to find them here (``--label-conflicts report``)."""
+    manifest's ``near_duplicates`` and ``label_conflicts`` entries. ``found``: ``(conflicts, paths)``
+    found (and acted on) before planning, or ``None`` to find them here (``--label-conflicts report``)."""
     row_of = {image_id: row for row, image_id in enumerate(data.table["image_id"])}
     ids, splits, hashes = [], [], []
     for part in sorted(parts.values(), key=lambda part: part["name"]):
@@ -277,7 +276,7 @@ def near_duplicate_report(options: BuildOptions, data: DatasetTable, tasks, part
                 hashes.append(known[image_id])
     rows = [row_of[image_id] for image_id in ids]
     pairs = find_pairs(ids, hashes, [tasks[row].path for row in rows], options.hamming_threshold,
-                                  options.workers, options.progress)
+                       options.workers, options.progress)
     models = data.table["model"].to_numpy()[rows]
     paths = {image_id: task.path for image_id, task in zip(data.table["image_id"], tasks)}
     if found is None:

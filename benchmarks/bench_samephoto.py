@@ -57,7 +57,7 @@ COPIES = {
 
 
 def signature(image):
-    return int(perceptual_hash(image), 16), samephoto.grey(image)
+    return int(perceptual_hash(image), 16), samephoto.thumbnail(image)
 
 
 def detected(first, second, threshold: int):

@@ -117,7 +117,7 @@ def describe(pairs: Pairs, splits: Sequence[Optional[str]], threshold: int) -> d
     """The manifest's ``near_duplicates`` entry: counts from the verified pairs."""
     entry = dedup.describe(pairs.same_photo(), splits, threshold)
     entry.update(candidates=int(len(pairs.index)), lookalikes=int((~pairs.verified).sum()),
-                 verification={"method": "grey-thumbnail correlation over slight crops",
+                 verification={"method": "thumbnail detail correlation over slight crops",
                                "same_photo_at_least": samephoto.SAME_PHOTO},
                  file=NEAR_DUPLICATES)
     return entry

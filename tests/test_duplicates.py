@@ -49,7 +49,7 @@ COPIES = {
 def test_a_copy_is_the_same_photo(kind):
     original = picture()
     copy = COPIES[kind](original)
-    assert samephoto.similarity(samephoto.grey(original), samephoto.grey(copy)) >= samephoto.SAME_PHOTO
+    assert samephoto.similarity(samephoto.thumbnail(original), samephoto.thumbnail(copy)) >= samephoto.SAME_PHOTO
 
 
 def test_a_look_alike_is_paired_by_phash_but_not_verified():
@@ -58,8 +58,8 @@ def test_a_look_alike_is_paired_by_phash_but_not_verified():
     assert pictures[0].class_index != pictures[1].class_index
     distance = bin(int(perceptual_hash(first), 16) ^ int(perceptual_hash(second), 16)).count("1")
     assert distance <= 10  # pHash alone would call them near-duplicates
-    assert samephoto.similarity(samephoto.grey(first), samephoto.grey(second)) < samephoto.SAME_PHOTO
-    different = samephoto.similarity(samephoto.grey(picture(3)), samephoto.grey(picture(4)))
+    assert samephoto.similarity(samephoto.thumbnail(first), samephoto.thumbnail(second)) < samephoto.SAME_PHOTO
+    different = samephoto.similarity(samephoto.thumbnail(picture(3)), samephoto.thumbnail(picture(4)))
     assert different < samephoto.SAME_PHOTO
 
 

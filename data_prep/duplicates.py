@@ -25,7 +25,6 @@ from common.errors import UserError, describe_choices
 from data_prep import dedup, samephoto
 from data_prep.images import ImageTask, Processed, open_image, to_rgb
 from data_prep.options import BuildOptions
-from data_prep.parallel import ordered_map, worker_pool
 from data_prep.shards import hash_images
 from data_prep.table import DatasetTable, concat_rejects, make_rejects
 
@@ -55,34 +54,44 @@ class Pairs:
         return self.index[self.verified]
 
 
-def thumbnail_batch(paths: List[str]) -> List[Optional[np.ndarray]]:
-    thumbnails = []
-    for path in paths:
-        try:
-            thumbnails.append(samephoto.thumbnail_of_bytes(fs.read_bytes(path)))
-        except Exception:  # unreadable now (it was hashed before): the pair stays unverified
-            thumbnails.append(None)
-    return thumbnails
+def _thumbnail(path: str) -> Optional[np.ndarray]:
+    try:
+        return samephoto.thumbnail_of_bytes(fs.read_bytes(path))
+    except Exception:  # unreadable now (it was hashed before): the pair stays unverified
+        return None
+
+
+def verify_batch(groups: List[Tuple[str, List[str]]]) -> List[np.ndarray]:
+    """In a worker: for each ``(path, partner paths)``, the similarity of the image with each partner
+    (NaN where one cannot be read). One image's crops serve all its partners."""
+    results = []
+    for path, partners in groups:
+        thumbnails = {0: _thumbnail(path)}
+        thumbnails.update({index + 1: _thumbnail(partner) for index, partner in enumerate(partners)})
+        thumbnails = {key: value for key, value in thumbnails.items() if value is not None}
+        pairs = np.array([[0, index + 1] for index in range(len(partners))], dtype=np.int64)
+        results.append(samephoto.similarities(pairs, thumbnails))
+    return results
 
 
 def find_pairs(ids: Sequence[str], hashes: Sequence[str], paths: Sequence[str], threshold: int,
-               workers: int = 1, progress: bool = False) -> Pairs:
-    """pHash candidates among ``hashes`` (hex), each verified by re-reading both images from ``paths``."""
+               progress: bool = False) -> Pairs:
+    """pHash candidates among ``hashes`` (hex), each verified by re-reading both images from ``paths``,
+    one image and its partners at a time (no pictures are kept: memory does not grow with the candidates)."""
     index = dedup.near_duplicate_pairs(dedup.hashes_to_array(hashes), threshold)
     values = dedup.hashes_to_array(hashes)
     distance = (np.bitwise_count(values[index[:, 0]] ^ values[index[:, 1]]).astype(int) if len(index)
                 else np.zeros(0, dtype=int))
-    involved = sorted(set(index.ravel().tolist()))
-    thumbnails: Dict[int, np.ndarray] = {}
-    if involved:
-        with worker_pool(min(workers, max(1, len(involved) // 64))) as pool:
-            results = ordered_map(pool, thumbnail_batch, [paths[row] for row in involved], batch_size=16,
-                                  window=max(4, 4 * workers))
-            for row, thumbnail in zip(involved, tqdm(results, total=len(involved), unit="img",
-                                                    desc="verifying near-duplicates", disable=not progress)):
-                if thumbnail is not None:
-                    thumbnails[row] = thumbnail
-    similarity = samephoto.similarities(index, thumbnails)
+    similarity = np.full(len(index), np.nan)
+    sources = np.unique(index[:, 0]) if len(index) else np.zeros(0, dtype=np.int64)
+    rows_of = [np.flatnonzero(index[:, 0] == source) for source in sources]
+    if len(sources):  # in this process: NumPy uses the cores; a process pool was slower (spawn, copies)
+        groups = [(paths[int(source)], [paths[int(partner)] for partner in index[rows, 1]])
+                  for source, rows in zip(sources, rows_of)]
+        results = (verify_batch([group])[0] for group in groups)
+        for rows, values_of_group in zip(rows_of, tqdm(results, total=len(groups), unit="img",
+                                                       desc="verifying near-duplicates", disable=not progress)):
+            similarity[rows] = values_of_group
     pairs = Pairs(list(ids), index, distance, similarity)
     LOG.info("%d pHash candidate pairs (distance ≤ %d), %d the same photo", len(index), threshold,
              int(pairs.verified.sum()))
@@ -233,7 +242,7 @@ def verified_pairs(tasks: Sequence[ImageTask], ids: Sequence[str], options: Buil
         hashes = {row: known[image_id] for row, image_id in enumerate(ids) if image_id in known}
     rows = sorted(hashes)
     pairs = find_pairs([ids[row] for row in rows], [hashes[row] for row in rows], [tasks[row].path for row in rows],
-                       options.hamming_threshold, options.workers, options.progress)
+                       options.hamming_threshold, options.progress)
     return pairs, hashes, rows
 
 
@@ -275,8 +284,7 @@ def near_duplicate_report(options: BuildOptions, data: DatasetTable, tasks, part
                 splits.append(part["split"])
                 hashes.append(known[image_id])
     rows = [row_of[image_id] for image_id in ids]
-    pairs = find_pairs(ids, hashes, [tasks[row].path for row in rows], options.hamming_threshold,
-                       options.workers, options.progress)
+    pairs = find_pairs(ids, hashes, [tasks[row].path for row in rows], options.hamming_threshold, options.progress)
     models = data.table["model"].to_numpy()[rows]
     paths = {image_id: task.path for image_id, task in zip(data.table["image_id"], tasks)}
     if found is None:

@@ -34,7 +34,7 @@ from data_prep.images import WIDE_MODES, open_image, to_eight_bit
 SIDE = 32  # compared thumbnail
 SOURCE_SIDE = 96  # the thumbnail crops are resampled from
 MAX_CROP = 0.075  # of the width (height) cut from each side at most
-CROP_STEPS = 4  # 0, 2.5, 5, 7.5 %
+CROP_STEPS = 4  # 0, 2.5, 5, 7.5 % (3 steps lost most 2%-cropped copies: measured)
 SAME_PHOTO = 0.78
 BLUR = 5  # pixels of the thumbnail: detail finer than this is compared
 PREFILTER = 0.4  # whole-picture correlation below which no crop is searched

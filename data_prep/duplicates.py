@@ -140,6 +140,8 @@ def read_choices(path: str) -> Dict[str, str]:
         frame = pd.read_csv(io.StringIO(fs.read_text(path)), dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise UserError(f"--conflict-labels: {path} does not exist") from None
+    except OSError as error:  # a folder, no permission, a remote error
+        raise UserError(f"--conflict-labels: cannot read {path} ({type(error).__name__}: {error})") from None
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         raise UserError(f"--conflict-labels: {path} is not a CSV file ({error})") from None
     missing = {"image_id", "model"} - set(frame.columns)

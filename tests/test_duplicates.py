@@ -169,6 +169,13 @@ def test_a_bad_conflict_labels_file_is_one_clear_error(conflict_tree, tmp_path, 
                                     conflict_labels=str(choices)))
 
 
+def test_a_conflict_labels_path_that_is_a_folder_is_one_clear_error(conflict_tree, tmp_path):
+    root, _ = conflict_tree
+    with pytest.raises(UserError, match="--conflict-labels: cannot read"):
+        build_dataset(build_options(root, tmp_path / "out", split="stratified", label_conflicts="keep",
+                                    conflict_labels=str(tmp_path)))
+
+
 def test_an_unknown_class_in_conflict_labels_names_the_close_match(conflict_tree, reported, tmp_path):
     root, _ = conflict_tree
     image_id, model = pd.read_csv(reported[0] / "label_conflicts.csv").iloc[0][["image_id_a", "model_a"]]

@@ -56,8 +56,14 @@ COPIES = {
 }
 
 
-def signature(image):
-    return int(perceptual_hash(image), 16), samephoto.thumbnail(image)
+def signature(image, data: bytes = None):
+    """(pHash, thumbnail) as a build sees the file: the thumbnail is decoded from JPEG bytes (the
+    photo's own file, or the copy saved at quality 95) the way the build's verification reads it."""
+    if data is None:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=95)
+        data = buffer.getvalue()
+    return int(perceptual_hash(image), 16), samephoto.thumbnail_of_bytes(data)
 
 
 def detected(first, second, threshold: int):
@@ -81,7 +87,7 @@ def main(argv=None) -> int:
     paths = [os.path.join(args.photos, "car_data", "car_data", row.split, row.class_name, row.file)
              for row in table.itertuples()]
     images = [Image.open(path).convert("RGB") for path in paths]
-    signatures = [signature(image) for image in images]
+    signatures = [signature(image, open(path, "rb").read()) for image, path in zip(images, paths)]
 
     sample = np.random.default_rng(0).choice(len(images), size=min(args.sample, len(images)), replace=False)
     print(f"recall on copies of {len(sample)} real photos (pHash distance ≤ {args.threshold}, then "

@@ -31,6 +31,7 @@ from data_prep.images import ImageTask
 from data_prep.options import BuildOptions, parse_fractions
 from data_prep.datasets import DATASETS, read_dataset
 from data_prep.readers import ReadOptions
+from data_prep.parallel import pool_scope
 from data_prep.shards import (ShardInputs, ShardPlan, estimate_bytes_per_image, plan_split,
                               shard_count_for_split, write_shards)
 from data_prep.splits import SPLITTERS, assign_splits
@@ -236,7 +237,7 @@ def build_dataset(options: BuildOptions) -> dict:
     ``--out`` is checked for writing and locked first: a second build on the same folder is refused."""
     options = options.resolved()
     fs.ensure_writable_folder(options.out, "--out")
-    with folder_lock(options.out, "build", LOCK):
+    with folder_lock(options.out, "build", LOCK), pool_scope(options.workers):
         return _build(options)
 
 

@@ -25,6 +25,7 @@ from common.errors import UserError, describe_choices
 from data_prep import dedup, samephoto
 from data_prep.images import ImageTask, Processed, open_image, to_rgb
 from data_prep.options import BuildOptions
+from data_prep.parallel import ordered_map, worker_pool
 from data_prep.shards import hash_images
 from data_prep.table import DatasetTable, concat_rejects, make_rejects
 
@@ -35,6 +36,7 @@ CONTACT_SHEET = "label_conflicts.png"
 PAIR_COLUMNS = ("image_id_a", "image_id_b", "split_a", "split_b", "model_a", "model_b", "distance", "similarity")
 ACTIONS = ("report", "drop", "keep")
 SHEET_PAIRS = 40  # pairs drawn on the contact sheet at most (all are in the CSV)
+POOL_FROM = 64  # images to verify per worker process below which they are verified in this process
 
 
 @dataclasses.dataclass
@@ -54,45 +56,41 @@ class Pairs:
         return self.index[self.verified]
 
 
-def _thumbnail(path: str) -> Optional[np.ndarray]:
-    try:
-        return samephoto.thumbnail_of_bytes(fs.read_bytes(path))
-    except Exception:  # unreadable now (it was hashed before): the pair stays unverified
-        return None
-
-
-def verify_batch(groups: List[Tuple[str, List[str]]]) -> List[np.ndarray]:
-    """In a worker: for each ``(path, partner paths)``, the similarity of the image with each partner
-    (NaN where one cannot be read). One image's crops serve all its partners."""
-    results = []
-    for path, partners in groups:
-        thumbnails = {0: _thumbnail(path)}
-        thumbnails.update({index + 1: _thumbnail(partner) for index, partner in enumerate(partners)})
-        thumbnails = {key: value for key, value in thumbnails.items() if value is not None}
-        pairs = np.array([[0, index + 1] for index in range(len(partners))], dtype=np.int64)
-        results.append(samephoto.similarities(pairs, thumbnails))
-    return results
+def verify(index: np.ndarray, paths: Sequence[str], progress: bool = False, workers: int = 1) -> np.ndarray:
+    """The similarity of each candidate pair (rows of ``index`` into ``paths``; NaN where an image
+    cannot be read), in two passes over the images in pairs, spread over ``workers`` processes:
+    first each one's small signature (8 KB: its layout and whole detail), then — for the images in a
+    pair that passes the layout prefilter — its crops, once, against the signatures of all its
+    partners. Each image is decoded at most twice however many pairs it is in; no pictures are kept."""
+    members = np.unique(index) if len(index) else np.zeros(0, dtype=np.int64)
+    with worker_pool(min(workers, max(1, len(members) // POOL_FROM))) as pool:
+        found = ordered_map(pool, samephoto.signatures_of_files, (paths[int(member)] for member in members),
+                            batch_size=32, window=4 * max(1, workers))
+        signatures = {int(member): value for member, value in zip(members, tqdm(
+            found, total=len(members), unit="img", desc="near-duplicates: signatures", disable=not progress))
+            if value is not None}
+        values, search = samephoto.prefilter(index, signatures)
+        groups = list(samephoto.partners(index, search))
+        items = ((paths[member], np.stack([signatures[int(partner)].whole for partner in partners]))
+                 for member, _, partners in groups)
+        best = ordered_map(pool, samephoto.best_of_files, items, batch_size=16, window=4 * max(1, workers))
+        for (_, rows, _), values_of_member in zip(groups, tqdm(best, total=len(groups), unit="img",
+                                                               desc="near-duplicates: crop search",
+                                                               disable=not progress)):
+            if values_of_member is not None:
+                values[rows] = np.maximum(values[rows], values_of_member)
+    return values
 
 
 def find_pairs(ids: Sequence[str], hashes: Sequence[str], paths: Sequence[str], threshold: int,
-               progress: bool = False) -> Pairs:
-    """pHash candidates among ``hashes`` (hex), each verified by re-reading both images from ``paths``,
-    one image and its partners at a time (no pictures are kept: memory does not grow with the candidates)."""
+               progress: bool = False, workers: int = 1) -> Pairs:
+    """pHash candidates among ``hashes`` (hex), each verified as the same photo or not by
+    re-reading both images from ``paths`` (:func:`verify`)."""
     index = dedup.near_duplicate_pairs(dedup.hashes_to_array(hashes), threshold)
     values = dedup.hashes_to_array(hashes)
     distance = (np.bitwise_count(values[index[:, 0]] ^ values[index[:, 1]]).astype(int) if len(index)
                 else np.zeros(0, dtype=int))
-    similarity = np.full(len(index), np.nan)
-    sources = np.unique(index[:, 0]) if len(index) else np.zeros(0, dtype=np.int64)
-    rows_of = [np.flatnonzero(index[:, 0] == source) for source in sources]
-    if len(sources):  # in this process: NumPy uses the cores; a process pool was slower (spawn, copies)
-        groups = [(paths[int(source)], [paths[int(partner)] for partner in index[rows, 1]])
-                  for source, rows in zip(sources, rows_of)]
-        results = (verify_batch([group])[0] for group in groups)
-        for rows, values_of_group in zip(rows_of, tqdm(results, total=len(groups), unit="img",
-                                                       desc="verifying near-duplicates", disable=not progress)):
-            similarity[rows] = values_of_group
-    pairs = Pairs(list(ids), index, distance, similarity)
+    pairs = Pairs(list(ids), index, distance, verify(index, paths, progress, workers))
     LOG.info("%d pHash candidate pairs (distance ≤ %d), %d the same photo", len(index), threshold,
              int(pairs.verified.sum()))
     return pairs
@@ -244,7 +242,7 @@ def verified_pairs(tasks: Sequence[ImageTask], ids: Sequence[str], options: Buil
         hashes = {row: known[image_id] for row, image_id in enumerate(ids) if image_id in known}
     rows = sorted(hashes)
     pairs = find_pairs([ids[row] for row in rows], [hashes[row] for row in rows], [tasks[row].path for row in rows],
-                       options.hamming_threshold, options.progress)
+                       options.hamming_threshold, options.progress, options.workers)
     return pairs, hashes, rows
 
 
@@ -286,7 +284,8 @@ def near_duplicate_report(options: BuildOptions, data: DatasetTable, tasks, part
                 splits.append(part["split"])
                 hashes.append(known[image_id])
     rows = [row_of[image_id] for image_id in ids]
-    pairs = find_pairs(ids, hashes, [tasks[row].path for row in rows], options.hamming_threshold, options.progress)
+    pairs = find_pairs(ids, hashes, [tasks[row].path for row in rows], options.hamming_threshold, options.progress,
+                       options.workers)
     models = data.table["model"].to_numpy()[rows]
     paths = {image_id: task.path for image_id, task in zip(data.table["image_id"], tasks)}
     if found is None:

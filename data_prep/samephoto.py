@@ -17,6 +17,11 @@ copy cropped by a few percent can be 10 bits away. So every candidate pair is lo
 * the best correlation is the pair's ``similarity``; at or above ``SAME_PHOTO`` the pair is the
   same photo (possibly resized, recompressed, re-cropped a little or colour-shifted).
 
+What one image contributes splits in two: a :class:`Signature` (layout and whole detail, 8 KB),
+which its partners' crops are correlated with, and its own :class:`Crops`, computed once for all its
+partners. The build (:func:`data_prep.duplicates.verify`) so reads every image in a candidate pair
+at most twice, in worker processes, whatever the number of pairs.
+
 ``python -m benchmarks.bench_samephoto`` measured it on the real Stanford Cars photos (README,
 "Near-duplicates"): copies score 0.78–1.00 (97% of them), the real photos filed twice 0.84–1.00, the look-alike
 studio shots of different cars at most 0.58. On the synthetic pictures different cars drawn in
@@ -24,11 +29,13 @@ the same pose reach 0.76, hence the threshold of 0.78.
 """
 from __future__ import annotations
 
-from typing import Dict
+import dataclasses
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from scipy.ndimage import uniform_filter
 
+from common import fs
 from data_prep.images import WIDE_MODES, open_image, to_eight_bit
 
 SIDE = 32  # compared thumbnail
@@ -55,7 +62,7 @@ def thumbnail_of_bytes(data: bytes) -> np.ndarray:
     """The thumbnail of an encoded image, decoded at the smallest sufficient JPEG scale."""
     image = open_image(data)
     if image.format == "JPEG":
-        image.draft("RGB", (2 * SOURCE_SIDE, 2 * SOURCE_SIDE))
+        image.draft("RGB", (SOURCE_SIDE, SOURCE_SIDE))
     image.load()
     if image.mode in WIDE_MODES:
         image = to_eight_bit(image)
@@ -86,7 +93,8 @@ def _crop_matrices() -> np.ndarray:
 
 
 CROPS = _crop_matrices()  # (CROP_STEPS², SIDE, SOURCE_SIDE): every (first cut, last cut) of one axis
-FLAT_CROPS = CROPS.reshape(-1, SOURCE_SIDE)
+CROPS_T = np.ascontiguousarray(CROPS.transpose(0, 2, 1))
+CROP_MEANS = CROPS.mean(axis=1)  # (CROP_STEPS², SOURCE_SIDE): a crop's mean = these weights of the source
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:
@@ -103,16 +111,47 @@ def detail(image: np.ndarray) -> np.ndarray:
     return image - uniform_filter(image, size=BLUR * SOURCE_SIDE // SIDE, axes=(-2, -1), mode="nearest")
 
 
-def _crops(image: np.ndarray) -> np.ndarray:
-    """Every slight crop of ``image``'s detail, normalised: ``(CROP_STEPS⁴, channels × SIDE²)``."""
-    count = len(CROPS)
-    crops = np.stack([((CROPS @ channel).reshape(count * SIDE, SOURCE_SIDE) @ FLAT_CROPS.T)
-                      .reshape(count, SIDE, count, SIDE).transpose(0, 2, 1, 3) for channel in detail(image)], axis=2)
-    return _normalised(crops).reshape(count * count, -1)
-
-
 def _whole(image: np.ndarray) -> np.ndarray:
     return CROPS[0] @ image @ CROPS[0].T
+
+
+@dataclasses.dataclass
+class Signature:
+    """What the comparison needs of one image without its crops: the normalised layout (whole
+    thumbnail, for the prefilter) and the normalised whole detail (what the other image's crops are
+    correlated with), each ``(2, SIDE, SIDE)``; kept as float16 (8 KB an image)."""
+
+    layout: np.ndarray
+    whole: np.ndarray
+
+
+def signature(image: np.ndarray) -> Signature:
+    return Signature(_normalised(_whole(image)).astype(np.float16),
+                     _normalised(_whole(detail(image))).astype(np.float16))
+
+
+class Crops:
+    """Every slight crop of one image's detail (``CROP_STEPS⁴`` of them), ready to be correlated with
+    the whole detail of any number of other images.
+
+    The crops are not normalised one by one: a target has zero mean in each channel, so a crop's
+    mean does not change its dot product with it, and the norm of each centred crop comes from its
+    sum of squares and its mean (the mean itself from ``CROP_MEANS``, without the pixels)."""
+
+    def __init__(self, image: np.ndarray):
+        picture = detail(image)
+        rows = np.matmul(CROPS[:, None], picture[None])  # (K, 2, SIDE, SOURCE_SIDE): rows cropped
+        crops = np.matmul(rows[:, None], CROPS_T[None, :, None])  # (K, K, 2, SIDE, SIDE)
+        self.pixels = crops.reshape(len(CROPS) ** 2, -1)  # (K², 2 × SIDE²), in a target's order
+        means = CROP_MEANS @ picture @ CROP_MEANS.T  # (2, K, K)
+        squares = np.einsum("pq,pq->p", self.pixels, self.pixels)
+        norm = np.sqrt(np.maximum(squares - SIDE * SIDE * (means * means).sum(axis=0).ravel(), 0.0))
+        self.inverse_norm = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 1e-6)
+
+    def best(self, wholes: np.ndarray) -> np.ndarray:
+        """The best correlation of each of ``wholes`` (``(n, 2, SIDE, SIDE)``, normalised) with a crop."""
+        targets = np.asarray(wholes, dtype=np.float32).reshape(len(wholes), -1)
+        return ((self.pixels @ targets.T) * self.inverse_norm[:, None]).max(axis=0)
 
 
 def similarity(first: np.ndarray, second: np.ndarray) -> float:
@@ -120,39 +159,78 @@ def similarity(first: np.ndarray, second: np.ndarray) -> float:
     return float(similarities(np.array([[0, 1]]), {0: first, 1: second})[0])
 
 
-def _one_way(pairs: np.ndarray, thumbnails: Dict[int, np.ndarray], wholes: Dict[int, np.ndarray]) -> np.ndarray:
-    """For each ``(i, j)``: the best correlation of ``j`` (whole) with a crop of ``i``; the crops of
-    each ``i`` are computed once for all its partners."""
-    best = np.full(len(pairs), -1.0)
-    order = np.argsort(pairs[:, 0], kind="stable")
-    for source in np.unique(pairs[:, 0]):
-        rows = order[pairs[order, 0] == source]
-        targets = np.stack([wholes[int(j)] for j in pairs[rows, 1]])
-        best[rows] = (_crops(thumbnails[int(source)]) @ targets.T).max(axis=0)
-    return best
+def layout_correlation(first: Signature, second: Signature) -> float:
+    return float(np.dot(first.layout.ravel().astype(np.float32), second.layout.ravel().astype(np.float32)))
 
 
 def similarities(pairs: np.ndarray, thumbnails: Dict[int, np.ndarray]) -> np.ndarray:
     """``similarity`` for each ``(i, j)`` row of ``pairs`` (NaN where a thumbnail is missing).
 
     A pair whose whole pictures correlate below ``PREFILTER`` is settled without the crop search
-    (no copy measured came near it): most pHash candidates on real photos are."""
+    (no copy measured came near it): most pHash candidates on real photos are. Each image's crops
+    are computed once, for all the pairs it is in (either side)."""
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    values = np.full(len(pairs), np.nan)
-    present = np.array([int(a) in thumbnails and int(b) in thumbnails for a, b in pairs], dtype=bool)
-    if not present.any():
-        return values
-    layouts = {key: _normalised(_whole(image)).ravel() for key, image in thumbnails.items()}
-    wholes = {key: _normalised(_whole(detail(image))).ravel() for key, image in thumbnails.items()}
-    rows = np.flatnonzero(present)
-    layout = np.array([layouts[int(a)] @ layouts[int(b)] for a, b in pairs[rows]])
-    values[rows] = layout
-    search = rows[layout >= PREFILTER]
-    if len(search):
-        forward = _one_way(pairs[search], thumbnails, wholes)
-        backward = _one_way(pairs[search][:, ::-1], thumbnails, wholes)
-        values[search] = np.maximum(forward, backward)
+    signatures = {key: signature(image) for key, image in thumbnails.items()}
+    values, search = prefilter(pairs, signatures)
+    for key, rows, partners_of_rows in partners(pairs, search):
+        search_with(Crops(thumbnails[key]), rows, partners_of_rows, signatures, values)
     return values
+
+
+def prefilter(pairs: np.ndarray, signatures: Dict[int, Signature]):
+    """``(values, search)``: the layout correlation of each pair (NaN where a signature is missing)
+    and the rows whose crops must be searched. ``values`` is raised in place by :func:`search_with`."""
+    values = np.full(len(pairs), np.nan)
+    for row, (first, second) in enumerate(pairs):
+        if int(first) in signatures and int(second) in signatures:
+            values[row] = layout_correlation(signatures[int(first)], signatures[int(second)])
+    search = np.flatnonzero(values >= PREFILTER)
+    values[search] = -1.0
+    return values, search
+
+
+def partners(pairs: np.ndarray, search: np.ndarray) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+    """``(image, rows, partners)`` for every image in the rows ``search`` of ``pairs`` (in increasing
+    order): the rows it is in, on either side, and its partner in each (one sort, not a scan per image)."""
+    rows = np.concatenate([search, search])
+    keys = np.concatenate([pairs[search, 0], pairs[search, 1]])
+    others = np.concatenate([pairs[search, 1], pairs[search, 0]])
+    order = np.argsort(keys, kind="stable")
+    keys, rows, others = keys[order], rows[order], others[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
+    for start, end in zip(starts, np.r_[starts[1:], len(keys)]):
+        yield int(keys[start]), rows[start:end], others[start:end]
+
+
+def search_with(crops: Crops, rows: np.ndarray, partners_of_rows: np.ndarray, signatures: Dict[int, Signature],
+                values: np.ndarray) -> None:
+    """The crops of one image against the whole detail of its partner in each of ``rows``; each row
+    keeps its best correlation."""
+    best = crops.best(np.stack([signatures[int(partner)].whole for partner in partners_of_rows]))
+    values[rows] = np.maximum(values[rows], best)
+
+
+# --- on files, in worker processes (this module imports no TensorFlow: cheap to start) ------------
+
+def _file_thumbnail(path: str) -> Optional[np.ndarray]:
+    try:
+        return thumbnail_of_bytes(fs.read_bytes(path))
+    except Exception:  # unreadable now (it was hashed before): its pairs stay unverified
+        return None
+
+
+def signatures_of_files(paths: List[str]) -> List[Optional[Signature]]:
+    return [None if picture is None else signature(picture) for picture in map(_file_thumbnail, paths)]
+
+
+def best_of_files(items: List[Tuple[str, np.ndarray]]) -> List[Optional[np.ndarray]]:
+    """For each ``(path, partner wholes)``: the best correlation of each partner with a crop of the
+    image at ``path`` (``None`` where it cannot be read)."""
+    results = []
+    for path, wholes in items:
+        picture = _file_thumbnail(path)
+        results.append(None if picture is None else Crops(picture).best(wholes))
+    return results
 
 
 def same_photo(value: float, threshold: float = SAME_PHOTO) -> bool:

@@ -5,8 +5,13 @@ Imported as ``tests.helpers``; ``conftest.py`` holds the fixtures only.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
+import signal
+import subprocess
+import time
+from typing import Callable, Optional
 
 import tensorflow as tf
 
@@ -73,3 +78,25 @@ def damaged_copy(shards, target, split: str, how: str = "corrupt"):
         data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])
         shard.write_bytes(bytes(data))
     return target, name
+
+
+def kill_when(command, ready: Callable[[], bool], timeout: float, settle: float = 0.0,
+              env: Optional[dict] = None, keep_stderr: bool = False) -> Optional[str]:
+    """Start ``command`` in its own process group from the repository root, wait until ``ready()``
+    (or the process ends, or ``timeout`` seconds pass), ``settle`` seconds more, then SIGKILL the
+    whole group — the way a preempted Colab/Kaggle session ends. Returns its stderr when
+    ``keep_stderr``."""
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE if keep_stderr else subprocess.DEVNULL, text=True,
+                               start_new_session=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None and not ready():
+        time.sleep(0.05)
+    time.sleep(settle)
+    os.killpg(process.pid, signal.SIGKILL)
+    return process.communicate()[1]
+
+
+def epoch_done(state: pathlib.Path, epoch: int) -> Callable[[], bool]:
+    """``ready`` for :func:`kill_when`: the run's checkpoint state records ``epoch`` or later."""
+    return lambda: state.exists() and json.loads(state.read_text())["epoch"] >= epoch

@@ -62,9 +62,14 @@ def test_a_backend_that_is_not_installed(fresh):
         backend.choose("jax")
 
 
-def test_the_keras_in_this_process_must_be_the_one_asked_for():
-    """This test process runs Keras on TensorFlow: a run plan asking for JAX is refused, not half-run."""
+def test_the_keras_in_this_process_must_be_the_one_asked_for(monkeypatch):
+    """This test process runs Keras on TensorFlow: a run plan asking for JAX is refused, not half-run.
+    As in a process started without KERAS_BACKEND (a pytest-xdist worker inherits the one that the
+    controlling process's own choice set)."""
     import keras
+
+    monkeypatch.setattr(backend, "_USER_ENVIRONMENT", None)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
 
     from training.plan import make_plan
 

@@ -2,8 +2,10 @@
 import csv
 import io
 import json
+import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from data_prep import schema
@@ -85,6 +87,30 @@ def test_worker_processes_write_the_same_bytes(stanford_tree, tmp_path):
     two = build_dataset(build_options(root, tmp_path / "two", workers=2, num_shards=2, split="stratified"))
     digests = lambda m: {s: [shard["sha256"] for shard in e["shards"]] for s, e in m["splits"].items()}  # noqa: E731
     assert digests(one) == digests(two) and len(digests(one)["train"]) == 2
+
+
+def test_a_builds_stages_share_one_pool_of_workers(stanford_tree, tmp_path, monkeypatch):
+    """Hashing (grouped split), writing shards and verifying near-duplicates all run on the same two
+    worker processes, started once — and give what one process gives."""
+    from data_prep import duplicates, parallel
+
+    root, _ = stanford_tree
+    monkeypatch.setattr(duplicates, "POOL_FROM", 1)  # verify on the workers even for a small tree
+    started = []
+    start = parallel._start_pool
+    monkeypatch.setattr(parallel, "_start_pool", lambda workers: started.append(workers) or start(workers))
+    two = build_dataset(build_options(root, tmp_path / "two", workers=2, split="grouped"))
+    assert started == [2]
+    with parallel.pool_scope(2):
+        with parallel.worker_pool(2) as first:
+            assert first.submit(os.getpid).result() != os.getpid()
+        with parallel.worker_pool(2) as second:
+            assert second is first and second.submit(os.getpid).result() != os.getpid()
+    assert started == [2, 2]
+    with pytest.raises(RuntimeError, match="shutdown"):  # stopped with its scope
+        first.submit(os.getpid)
+    one = build_dataset(build_options(root, tmp_path / "one", workers=1, split="grouped"))
+    assert one["near_duplicates"] == two["near_duplicates"] and one["splits"] == two["splits"]
 
 
 def test_grouped_split_keeps_near_duplicates_together(compcars_tree, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from common.errors import UserError
-from data_prep import samephoto
+from data_prep import duplicates, samephoto
 from data_prep.build import build_dataset, main as build_main
 from data_prep.images import perceptual_hash
 from data_prep.synthetic import catalog, generate
@@ -61,6 +61,33 @@ def test_a_look_alike_is_paired_by_phash_but_not_verified():
     assert samephoto.similarity(samephoto.thumbnail(first), samephoto.thumbnail(second)) < samephoto.SAME_PHOTO
     different = samephoto.similarity(samephoto.thumbnail(picture(3)), samephoto.thumbnail(picture(4)))
     assert different < samephoto.SAME_PHOTO
+
+
+def test_verification_reads_each_image_at_most_twice_and_workers_change_nothing(tmp_path, monkeypatch):
+    """One picture, six copies of it and six other pictures, all taken as pHash candidates of each
+    other: 78 pairs, yet each image is decoded at most twice (signature, then crops for all its
+    partners); two worker processes give the same similarities as one, and as the in-memory
+    comparison of the thumbnails; every copy is found."""
+    pictures = [picture(3)] + [make(picture(3)) for make in COPIES.values()] + [COPIES["JPEG quality 30"](picture(3))]
+    pictures += [picture(seed) for seed in range(10, 16)]
+    paths = []
+    for number, image in enumerate(pictures):
+        paths.append(str(tmp_path / f"{number:02d}.jpg"))
+        image.save(paths[-1], quality=90)
+    index = np.array([(a, b) for a in range(len(paths)) for b in range(a + 1, len(paths))], dtype=np.int64)
+    reads = []
+    real_read = samephoto.fs.read_bytes
+    monkeypatch.setattr(samephoto.fs, "read_bytes", lambda path: reads.append(path) or real_read(path))
+    inline = duplicates.verify(index, paths, workers=1)
+    assert max(reads.count(path) for path in paths) <= 2 and len(reads) <= 2 * len(paths)
+    monkeypatch.undo()
+    monkeypatch.setattr(duplicates, "POOL_FROM", 1)  # two processes even for 13 images
+    assert np.allclose(duplicates.verify(index, paths, workers=2), inline, equal_nan=True)
+    thumbnails = {number: samephoto.thumbnail_of_bytes(open(path, "rb").read()) for number, path in enumerate(paths)}
+    assert np.allclose(samephoto.similarities(index, thumbnails), inline, atol=1e-3)
+    same = {tuple(pair) for pair in index[inline >= samephoto.SAME_PHOTO]}
+    copies = set(range(len(COPIES) + 2))
+    assert all((0, b) in same for b in copies - {0})  # every copy is found
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,8 @@ import csv
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -21,7 +19,7 @@ from training.config import CONFIG_DIR, config_from_dict, read_yaml, to_plain
 from training.plan import apply_stage, compile_model, make_plan, new_model, training_data
 from training.trainer import fit
 from training.validation import load_config
-from tests.helpers import REPO, tiny_config
+from tests.helpers import REPO, epoch_done, kill_when, tiny_config
 
 
 def history(run):
@@ -164,16 +162,8 @@ def test_killed_mid_epoch_then_resumed_trains_like_an_uninterrupted_run(tiny_sha
         return [sys.executable, "-m", "training.fit", "--config", str(path), "--out", str(run)]
 
     run, reference = tmp_path / "run", tmp_path / "uninterrupted"
-    process = subprocess.Popen(command(run), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    state_file, deadline = run / "checkpoints" / "state.json", time.time() + 240
-    while time.time() < deadline and process.poll() is None:
-        if state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 2:
-            break
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next epoch
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    state_file = run / "checkpoints" / "state.json"
+    kill_when(command(run), epoch_done(state_file, 2), timeout=240, settle=0.3)  # into the next epoch
     done = json.loads(state_file.read_text())["epoch"]
     assert 2 <= done < 5, "the process was not interrupted mid-training"
     resumed = subprocess.run(command(run), cwd=REPO, capture_output=True, text=True, timeout=400)

@@ -6,16 +6,14 @@ itself stays on TensorFlow, which is how a JAX-trained model is checked from the
 import csv
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
-from tests.helpers import REPO, tiny_config
+from tests.helpers import REPO, epoch_done, kill_when, tiny_config
 from training.config import to_plain
 
 pytest.importorskip("jax")
@@ -45,16 +43,8 @@ def jax_run(tmp_path_factory):
                "--set", f"data.shards={folder / 'demo_data' / 'shards'}", "--set", f"training.epochs={EPOCHS}",
                "--set", "data.batch_size=16", "--set", "data.prepare.images_per_model=30"]
     environment = {**os.environ, **JAX_ENVIRONMENT}
-    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    state, deadline = run / "checkpoints" / "state.json", time.time() + 400
-    while time.time() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text())["epoch"] >= 3:
-            break
-        time.sleep(0.05)
-    time.sleep(0.5)  # into the next epoch
-    os.killpg(process.pid, signal.SIGKILL)
-    first_log = process.communicate()[1]
+    state = run / "checkpoints" / "state.json"
+    first_log = kill_when(command, epoch_done(state, 3), timeout=400, settle=0.5, env=environment, keep_stderr=True)
     killed_after = json.loads(state.read_text())["epoch"]
     resumed = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
     return run, first_log, killed_after, resumed

@@ -168,18 +168,31 @@ def test_the_install_keeps_what_the_platform_ships(monkeypatch, tmp_path):
         assert not any(line.startswith(package) for line in requirements.splitlines())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("python_version", ["3.11", "3.12"])
-@pytest.mark.parametrize("platform, pins", [
-    ("colab_tpu", ["jax==0.7.2", "jaxlib==0.7.2", "numpy==2.0.2"]),  # JAX and NumPy, no TensorFlow
-    ("kaggle_tpu", ["jax==0.7.2", "jaxlib==0.7.2", "numpy==2.0.2", "tensorflow-cpu==2.20.0"]),
-])
-def test_the_notebook_requirements_resolve_next_to_the_platform(python_version, platform, pins):
-    """pip resolves requirements-notebook.txt (binary wheels only) for each Python next to a TPU
-    image's own packages, without installing anything (needs the package index; skipped without)."""
+PLATFORMS = {"colab_tpu": ["jax==0.7.2", "jaxlib==0.7.2", "numpy==2.0.2"],  # JAX and NumPy, no TensorFlow
+             "kaggle_tpu": ["jax==0.7.2", "jaxlib==0.7.2", "numpy==2.0.2", "tensorflow-cpu==2.20.0"]}
+PYTHONS = ("3.11", "3.12")
+
+
+@pytest.fixture(scope="module")
+def resolved():
+    """Every (platform, Python) resolution, run side by side (each mostly waits on the index)."""
+    import concurrent.futures
+
     from notebooks import install
 
-    result = install.check(python_version, pins)
+    with concurrent.futures.ThreadPoolExecutor(len(PLATFORMS) * len(PYTHONS)) as pool:
+        futures = {(platform, python): pool.submit(install.check, python, pins)
+                   for platform, pins in PLATFORMS.items() for python in PYTHONS}
+        return {key: future.result() for key, future in futures.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("python_version", PYTHONS)
+@pytest.mark.parametrize("platform", list(PLATFORMS))
+def test_the_notebook_requirements_resolve_next_to_the_platform(resolved, python_version, platform):
+    """pip resolves requirements-notebook.txt (binary wheels only) for each Python next to a TPU
+    image's own packages, without installing anything (needs the package index; skipped without)."""
+    result = resolved[platform, python_version]
     if result.returncode and ("Could not fetch" in result.stderr or "NewConnectionError" in result.stderr):
         pytest.skip("the package index cannot be reached")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,11 +1,8 @@
 """Hyperparameter search: spaces as data, bad input before training, a tiny search, kill and resume."""
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -18,7 +15,7 @@ from training.validation import load_config
 from tuning import hyperband
 from tuning.search import ALGORITHMS, SearchOptions, is_worker, search
 from tuning.space import apply, check_space, evaluate, load_space
-from tests.helpers import REPO, tiny_config
+from tests.helpers import REPO, kill_when, tiny_config
 
 
 @pytest.fixture
@@ -136,9 +133,6 @@ def test_killed_search_continues_without_rerunning_completed_trials(tiny_yaml, t
     out = tmp_path / "search"
     command = [sys.executable, "-m", "tuning.hyperband", "--config", str(tiny_yaml), "--out", str(out),
                "--max-epochs", "3", "--factor", "3"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-
     def completed():
         found = {}
         for path in (out / "tuner" / "search").glob("trial_*/trial.json"):
@@ -146,11 +140,7 @@ def test_killed_search_continues_without_rerunning_completed_trials(tiny_yaml, t
                 found[path.parent.name] = path.stat().st_mtime_ns
         return found
 
-    deadline = time.time() + 240
-    while process.poll() is None and time.time() < deadline and len(completed()) < 2:
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: len(completed()) >= 2, timeout=240)
     before = completed()
     assert 2 <= len(before) < 6, "the search was not interrupted"
     resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)

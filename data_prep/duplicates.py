@@ -74,11 +74,15 @@ def verify(index: np.ndarray, paths: Sequence[str], progress: bool = False, work
         items = ((paths[member], np.stack([signatures[int(partner)].whole for partner in partners]))
                  for member, _, partners in groups)
         best = ordered_map(pool, samephoto.best_of_files, items, batch_size=16, window=4 * max(1, workers))
+        unreadable = np.zeros(len(index), dtype=bool)
         for (_, rows, _), values_of_member in zip(groups, tqdm(best, total=len(groups), unit="img",
                                                                desc="near-duplicates: crop search",
                                                                disable=not progress)):
-            if values_of_member is not None:
+            if values_of_member is None:  # gone or damaged since its signature was taken
+                unreadable[rows] = True
+            else:
                 values[rows] = np.maximum(values[rows], values_of_member)
+    values[unreadable] = np.nan
     return values
 
 

@@ -67,7 +67,7 @@ def _start_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
 def pool_scope(workers: int):
     """Within this block every ``worker_pool(workers)`` is the same pool, started on first use and
     stopped when the block ends: a build's stages (hashing, writing shards, verifying near-duplicates)
-    pay for starting workers once — a spawned worker imports the main module, TensorFlow included."""
+    pay for starting workers once (a spawned worker imports the main module again: about a second)."""
     scope = {"workers": workers, "pool": None}
     _SCOPES.append(scope)
     try:

@@ -90,6 +90,32 @@ def test_verification_reads_each_image_at_most_twice_and_workers_change_nothing(
     assert all((0, b) in same for b in copies - {0})  # every copy is found
 
 
+def test_a_pair_whose_image_cannot_be_read_is_not_verified(tmp_path):
+    """An image unreadable at the signature pass, or gone by the crop search: its pairs get NaN (not
+    verified, not a look-alike either), and the other pairs are unaffected."""
+    paths = []
+    for number, image in enumerate([picture(3), COPIES["half size"](picture(3)), COPIES["brighter"](picture(3))]):
+        paths.append(str(tmp_path / f"{number}.jpg"))
+        image.save(paths[-1], quality=90)
+    index = np.array([[0, 1], [0, 2], [1, 2]], dtype=np.int64)
+    assert (duplicates.verify(index, paths) >= samephoto.SAME_PHOTO).all()
+    (tmp_path / "2.jpg").write_bytes(b"not a JPEG any more")
+    values = duplicates.verify(index, paths)
+    assert values[0] >= samephoto.SAME_PHOTO and np.isnan(values[1:]).all()
+    reads = []
+
+    def vanishing(path):  # readable once (the signature), gone for the crop search
+        reads.append(path)
+        if path.endswith("1.jpg") and reads.count(path) > 1:
+            raise FileNotFoundError(path)
+        return open(path, "rb").read()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(samephoto.fs, "read_bytes", vanishing)
+        values = duplicates.verify(index[:1], paths)
+    assert np.isnan(values).all()
+
+
 @pytest.fixture(scope="module")
 def conflict_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("conflicts")

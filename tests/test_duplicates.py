@@ -116,6 +116,22 @@ def test_a_pair_whose_image_cannot_be_read_is_not_verified(tmp_path):
     assert np.isnan(values).all()
 
 
+@pytest.mark.parametrize("text", ["00050.jpg", "car_data/car_data/train/Bentley Continental GT Coupe 2012/00050.jpg",
+                                  "x" * 400])
+def test_contact_sheet_captions_keep_the_end_of_a_long_id(text):
+    """An id too wide for its picture loses its beginning, not its file name: the longest end that
+    fits after "…" (and a short one is left alone)."""
+    from PIL import ImageFont
+
+    font, width = ImageFont.load_default(size=13), 300
+    fitted = duplicates._fit(text, font, width)
+    assert font.getlength(fitted) <= width
+    if fitted != text:
+        kept = fitted[1:]
+        assert fitted.startswith("…") and text.endswith(kept)
+        assert font.getlength("…" + text[len(text) - len(kept) - 1:]) > width  # one character more would not fit
+
+
 @pytest.fixture(scope="module")
 def conflict_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("conflicts")

@@ -8,7 +8,7 @@ Measures, in one run:
 * build throughput with 1 worker and with all workers (``build_dataset`` in this process, so the
   one-off Python/TensorFlow start-up is not counted), as a fraction of the ceiling;
 * bytes per image with and without ``--max-side``;
-* peak memory (sum of the resident sets of the build process and its workers, sampled every 20 ms)
+* peak memory (sum of the proportional set sizes of the build process and its workers, sampled every 20 ms)
   building 1,000 and 5,000 images as a separate ``python -m data_prep.build`` process.
 
 With ``--real`` the same on the real Stanford Cars photos (:mod:`benchmarks.realphotos`: 825 photos,
@@ -125,8 +125,27 @@ def timed_build(root: str, out: str, workers: int, max_side) -> tuple:
     return examples / seconds, size / examples, examples
 
 
+def _memory(pid: int) -> int:
+    """Proportional set size of one process (shared pages split between the processes sharing them),
+    in bytes. Not the resident set: a worker just forked and not yet started shares all its parent's
+    pages, and adding both resident sets counted the parent twice (a one-sample spike of +500 MiB)."""
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def tree_rss(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants, in bytes (Linux /proc)."""
+    """Memory (proportional set size) of ``pid`` and all its descendants, in bytes (Linux /proc)."""
     children, total = {}, 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -138,12 +157,7 @@ def tree_rss(pid: int) -> int:
     stack = [pid]
     while stack:
         current = stack.pop()
-        try:
-            for line in open(f"/proc/{current}/status"):
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        total += _memory(current)
         stack += children.get(current, [])
     return total
 

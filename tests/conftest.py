@@ -81,15 +81,3 @@ def float32_after_each_test():
     import keras
 
     keras.mixed_precision.set_global_policy("float32")
-
-
-LONGEST_FIRST = ("test_jax.py", "test_fit.py", "test_tuning.py", "test_notebooks.py", "test_build_resume.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    """The files with the longest end-to-end tests first (each file's own order kept): pytest-xdist
-    hands out whole files in this order, so a long file no longer starts last and runs alone."""
-    def rank(item):
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-    items.sort(key=rank)

@@ -129,18 +129,13 @@ def _memory(pid: int) -> int:
     """Proportional set size of one process (shared pages split between the processes sharing them),
     in bytes. Not the resident set: a worker just forked and not yet started shares all its parent's
     pages, and adding both resident sets counted the parent twice (a one-sample spike of +500 MiB)."""
-    try:
-        for line in open(f"/proc/{pid}/smaps_rollup"):
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):  # RSS: old kernels
+        try:
+            for line in open(path):
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            continue
     return 0
 
 

@@ -71,8 +71,7 @@ def verify(index: np.ndarray, paths: Sequence[str], progress: bool = False, work
             if value is not None}
         values, search = samephoto.prefilter(index, signatures)
         groups = list(samephoto.partners(index, search))
-        items = ((paths[member], np.stack([signatures[int(partner)].whole for partner in partners]))
-                 for member, _, partners in groups)
+        items = ((paths[member], samephoto.wholes_of(partners, signatures)) for member, _, partners in groups)
         best = ordered_map(pool, samephoto.best_of_files, items, batch_size=16, window=4 * max(1, workers))
         unreadable = np.zeros(len(index), dtype=bool)
         for (_, rows, _), values_of_member in zip(groups, tqdm(best, total=len(groups), unit="img",

@@ -225,12 +225,16 @@ def partners(pairs: np.ndarray, search: np.ndarray) -> Iterator[Tuple[int, np.nd
         yield int(keys[start]), rows[start:end], others[start:end]
 
 
+def wholes_of(partners_of_rows: np.ndarray, signatures: Dict[int, Signature]) -> np.ndarray:
+    """The whole details of these partners, ``(n, 2, SIDE, SIDE)``: what one image's crops meet."""
+    return np.stack([signatures[int(partner)].whole for partner in partners_of_rows])
+
+
 def search_with(crops: Crops, rows: np.ndarray, partners_of_rows: np.ndarray, signatures: Dict[int, Signature],
                 values: np.ndarray) -> None:
     """The crops of one image against the whole detail of its partner in each of ``rows``; each row
     keeps its best correlation."""
-    best = crops.best(np.stack([signatures[int(partner)].whole for partner in partners_of_rows]))
-    values[rows] = np.maximum(values[rows], best)
+    values[rows] = np.maximum(values[rows], crops.best(wholes_of(partners_of_rows, signatures)))
 
 
 # --- on files, in worker processes (this module imports no TensorFlow: cheap to start) ------------

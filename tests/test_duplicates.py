@@ -52,6 +52,26 @@ def test_a_copy_is_the_same_photo(kind):
     assert samephoto.similarity(samephoto.thumbnail(original), samephoto.thumbnail(copy)) >= samephoto.SAME_PHOTO
 
 
+def test_the_fine_crops_are_searched_only_past_the_coarse_gate(monkeypatch):
+    """A copy reaches the coarse gate and gets the full 256-crop search (the same value as searching
+    them directly); a different picture stops at the 16 coarse crops."""
+    grids = []
+    correlations = samephoto._crop_correlations
+    monkeypatch.setattr(samephoto, "_crop_correlations",
+                        lambda picture, grid, targets: grids.append(grid) or correlations(picture, grid, targets))
+    original = samephoto.thumbnail(picture(3))
+    crops = samephoto.Crops(original)
+    copy = samephoto.signature(samephoto.thumbnail(COPIES["3% cropped off each side"](picture(3)))).whole
+    other = samephoto.signature(samephoto.thumbnail(picture(7))).whole
+    values = crops.best(np.stack([copy, other]))
+    fine = correlations(crops.picture, samephoto.FINE, np.stack([copy, other]).astype(np.float32).reshape(2, -1))
+    assert values[0] == pytest.approx(fine[0]) and values[0] >= samephoto.SAME_PHOTO
+    assert values[1] < samephoto.COARSE_GATE and grids == [samephoto.COARSE, samephoto.FINE]
+    grids.clear()
+    assert crops.best(other[None])[0] == pytest.approx(values[1], abs=1e-6)
+    assert grids == [samephoto.COARSE]  # no fine search at all
+
+
 def test_a_look_alike_is_paired_by_phash_but_not_verified():
     pictures = lookalike_pair(catalog.stanford_classes(3, 2, 0), np.random.default_rng(5), 0, (3,), (320, 240))
     first, second = (Image.open(io.BytesIO(p.data)) for p in pictures)

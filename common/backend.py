@@ -4,7 +4,8 @@
 ``KERAS_BACKEND`` for the Keras import that follows:
 
 * ``auto`` — ``KERAS_BACKEND`` when the environment sets it; otherwise JAX when JAX sees TPU devices
-  (today's Colab and Kaggle TPUs ship JAX, not a TensorFlow that can drive them), else TensorFlow;
+  (today's Colab and Kaggle TPUs ship JAX, not a TensorFlow that can drive them) or when JAX is
+  installed and TensorFlow is not (a machine set up for JAX), else TensorFlow;
 * ``tensorflow`` / ``jax`` — that backend (an error when it is not installed, or when the
   environment or an earlier import already fixed another one).
 
@@ -78,6 +79,8 @@ def _auto() -> Choice:
         if devices:
             return Choice("jax", f"JAX sees {devices} TPU device(s) ({', '.join(hints)})")
         return Choice("tensorflow", f"TPU hints ({', '.join(hints)}) but JAX sees no TPU")
+    if not installed("tensorflow") and installed("jax"):
+        return Choice("jax", "no TPU, and TensorFlow is not installed")
     return Choice("tensorflow", "no TPU")
 
 

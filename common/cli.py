@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import sys
@@ -60,11 +61,16 @@ def filtered_stderr(markers=STARTUP_CHATTER):
 
 
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's start-up chatter (user output stays readable): import it once, filtered.
+    """Import TensorFlow once, its start-up chatter filtered (user output stays readable).
 
-    TensorFlow is heavy and image workers never need it, so it is imported here, on request."""
+    TensorFlow is heavy and image workers never need it, so it is imported here, on request, by
+    what needs it: the TensorFlow backend, tf.data and ``tf.io.gfile``. A machine set up for JAX
+    alone gets one line saying what to install."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
+    if sys.modules.get("tensorflow") is not None:
         return
+    if importlib.util.find_spec("tensorflow") is None:
+        raise UserError("TensorFlow is not installed, and tf.data is the input pipeline on every backend: "
+                        "pip install tensorflow-cpu (a JAX-only machine can still build models)")
     with filtered_stderr():
         import tensorflow  # noqa: F401

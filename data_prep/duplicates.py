@@ -18,10 +18,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from common import fs
 from common.errors import UserError, describe_choices
+from common.progress import bar
 from data_prep import dedup, samephoto
 from data_prep.images import ImageTask, Processed, open_image, to_rgb
 from data_prep.options import BuildOptions
@@ -66,7 +66,7 @@ def verify(index: np.ndarray, paths: Sequence[str], progress: bool = False, work
     with worker_pool(min(workers, max(1, len(members) // POOL_FROM))) as pool:
         found = ordered_map(pool, samephoto.signatures_of_files, (paths[int(member)] for member in members),
                             batch_size=32, window=4 * max(1, workers))
-        signatures = {int(member): value for member, value in zip(members, tqdm(
+        signatures = {int(member): value for member, value in zip(members, bar(
             found, total=len(members), unit="img", desc="near-duplicates: signatures", disable=not progress))
             if value is not None}
         values, search = samephoto.prefilter(index, signatures)
@@ -74,9 +74,9 @@ def verify(index: np.ndarray, paths: Sequence[str], progress: bool = False, work
         items = ((paths[member], samephoto.wholes_of(partners, signatures)) for member, _, partners in groups)
         best = ordered_map(pool, samephoto.best_of_files, items, batch_size=16, window=4 * max(1, workers))
         unreadable = np.zeros(len(index), dtype=bool)
-        for (_, rows, _), values_of_member in zip(groups, tqdm(best, total=len(groups), unit="img",
-                                                               desc="near-duplicates: crop search",
-                                                               disable=not progress)):
+        for (_, rows, _), values_of_member in zip(groups, bar(best, total=len(groups), unit="img",
+                                                             desc="near-duplicates: crop search",
+                                                             disable=not progress)):
             if values_of_member is None:  # gone or damaged since its signature was taken
                 unreadable[rows] = True
             else:

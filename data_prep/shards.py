@@ -16,10 +16,10 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from common import fs
 from common.errors import UserError
+from common.progress import bar
 from data_prep import schema
 from data_prep.images import ImageOptions, ImageTask, Processed, Rejected, hash_batch, process, process_batch
 from data_prep.parallel import bind, ordered_map, worker_pool
@@ -139,8 +139,8 @@ def write_shards(out: str, plans: Sequence[ShardPlan], inputs: ShardInputs, opti
     remaining = sum(len(plan.rows) for plan in todo)
     tasks = (inputs.tasks[position] for plan in todo for position in plan.rows)
     try:
-        with worker_pool(workers) as pool, tqdm(total=total, initial=total - remaining, unit="img",
-                                                desc="writing shards", disable=not show_progress) as progress:
+        with worker_pool(workers) as pool, bar(total=total, initial=total - remaining, unit="img",
+                                              desc="writing shards", disable=not show_progress) as progress:
             results = ordered_map(pool, bind(process_batch, options), tasks, batch_size=8,
                                   window=max(4, 4 * workers))
             for plan in todo:
@@ -159,7 +159,7 @@ def hash_images(tasks: Sequence[ImageTask], workers: int, show_progress: bool = 
     """Perceptual hashes (or rejections) of all images, in order — the grouped split's pre-pass."""
     with worker_pool(workers) as pool:
         results = ordered_map(pool, hash_batch, tasks, batch_size=16, window=max(4, 4 * workers))
-        return list(tqdm(results, total=len(tasks), unit="img", desc="hashing", disable=not show_progress))
+        return list(bar(results, total=len(tasks), unit="img", desc="hashing", disable=not show_progress))
 
 
 def shard_count_for_split(examples: int, bytes_per_image: float, shard_mb: float,

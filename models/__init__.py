@@ -4,12 +4,13 @@ No losses, optimisers or file I/O here; model code uses ``keras`` and ``keras.op
 
 The registries are filled when the package is imported: the modules that register entries are
 imported here, so no registry module imports its entries (and no import cycle keeps it filled).
-TensorFlow's start-up chatter is filtered first (Keras imports it on the TensorFlow backend).
+On the TensorFlow backend Keras imports TensorFlow, so it is imported first with its start-up chatter
+filtered; on JAX nothing here needs TensorFlow, and a machine without it can build and train models.
 """
 from common import backend
 from common.cli import quiet_tensorflow
 
-backend.choose()  # before anything imports Keras: KERAS_BACKEND if set, JAX on a TPU, else TensorFlow
-quiet_tensorflow()
+if backend.choose().name == "tensorflow":  # before Keras: KERAS_BACKEND if set, JAX on a TPU, else TF
+    quiet_tensorflow()
 
 from models import backbones, custom_cnn, heads, layers  # noqa: E402,F401  (fill BACKBONES, HEADS, PIXEL_MODES)

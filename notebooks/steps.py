@@ -13,13 +13,19 @@ import os
 import sys
 from typing import Dict, List, Optional, Sequence
 
-import keras
-import tensorflow as tf
-
 from common import backend, fs
-from common.cli import setup_logging
-from common.errors import UserError
-from data_prep.build import build_dataset
+from common.cli import quiet_tensorflow, setup_logging
+
+# The imports below follow the backend choice: the notebook's BACKEND (chosen in the cell before),
+# else KERAS_BACKEND or auto; TensorFlow (tf.data, tf.io.gfile) is imported once, its chatter filtered.
+backend.choose()
+quiet_tensorflow()
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from common.errors import UserError  # noqa: E402
+from data_prep.build import build_dataset  # noqa: E402 (and below)
 from data_prep.options import BuildOptions
 from data_prep.synthetic import GROUND_TRUTH, generate
 from eval.curves import draw
@@ -32,6 +38,10 @@ from training.validation import load_config
 from tuning.search import SearchOptions, search
 
 PLATFORMS = ("colab", "kaggle", "local")
+KAGGLE_PREFIX = "kaggle:"  # DATA_SOURCE = "kaggle:OWNER/DATASET[/versions/N]" is fetched with kagglehub
+# Keras preprocessing layers inside the model under JAX's DataParallel were reported to take a TPU run
+# from 10 minutes to 2.5 hours; until that is measured here, augmentation stays in tf.data on JAX.
+DEVICE_AUGMENTATION_ON_JAX = "https://github.com/keras-team/keras/issues/23229"
 
 
 def _short_user_errors() -> None:
@@ -105,6 +115,31 @@ def synthetic_photos(work: str, makes: int = 4, models_per_make: int = 3, images
     return work
 
 
+def dataset_folder(source: str) -> str:
+    """The folder to build shards from: ``kaggle:OWNER/DATASET[/versions/N]`` is downloaded with
+    ``kagglehub`` (on Kaggle an attached input is used as it is; elsewhere the download is cached
+    under ``~/.cache/kagglehub`` or ``KAGGLEHUB_CACHE``); a local folder or ``gs://`` path is used as
+    it is."""
+    if not source.startswith(KAGGLE_PREFIX):
+        if not fs.exists(source):
+            raise UserError(f"DATA_SOURCE: {source} does not exist; give the dataset's folder (Drive, a Kaggle "
+                            f"input, gs://…) or a {KAGGLE_PREFIX}OWNER/DATASET handle")
+        return source
+    try:
+        import kagglehub  # optional: Colab and Kaggle ship it
+    except ImportError:
+        raise UserError("DATA_SOURCE is a Kaggle handle but kagglehub is not installed: pip install kagglehub") from None
+    handle = source[len(KAGGLE_PREFIX):].strip("/")
+    try:
+        folder = kagglehub.dataset_download(handle)
+    except Exception as error:  # kagglehub raises HTTP, auth and value errors of its own kinds
+        raise UserError(f"DATA_SOURCE: could not fetch the Kaggle dataset {handle!r} ({type(error).__name__}: "
+                        f"{error}); check the handle, or add KAGGLE_USERNAME and KAGGLE_KEY (Colab: Secrets) if "
+                        "Kaggle asks for a login, or download it yourself and give its folder") from None
+    print(f"data: {handle} in {folder}")
+    return folder
+
+
 def prepare_shards(dataset: str, source: str, shards: str, **options) -> dict:
     """Build (or reuse, or finish) the shards of ``dataset`` read from ``source``; prints a summary and
     returns the manifest. ``options`` are :class:`data_prep.options.BuildOptions` fields
@@ -129,15 +164,27 @@ def train(config: str, shards: str, run_dir: str, overrides: Sequence[str] = ())
     """``python -m training.fit --config CONFIG --set data.shards=SHARDS --out RUN_DIR`` in-process.
     Re-running the cell after a disconnect resumes after the last completed epoch."""
     setup_logging()
-    settings = [f"data.shards={shards}", "data.prepare=null"] + list(overrides)
+    settings = host_augmentation_on_jax(config, [f"data.shards={shards}", "data.prepare=null"] + list(overrides))
     return fit(load_config(config, settings), run_dir)
+
+
+def host_augmentation_on_jax(config: str, overrides: Sequence[str]) -> List[str]:
+    """``overrides``, plus ``data.augment_on=host`` (with a line saying why) when training on JAX
+    would run the augmentation inside the model (see :data:`DEVICE_AUGMENTATION_ON_JAX`)."""
+    overrides = list(overrides)
+    settings = read_config(config, overrides)
+    if keras.config.backend() == "jax" and settings.data.augment_on == "device" and settings.data.augment != "none":
+        print("augmentation runs in tf.data (data.augment_on: host) on JAX: Keras preprocessing layers inside the "
+              f"model were reported to slow JAX's DataParallel on a TPU down 15-fold ({DEVICE_AUGMENTATION_ON_JAX})")
+        overrides.append("data.augment_on=host")
+    return overrides
 
 
 def tune(config: str, shards: str, out: str, space: str = "report004", max_epochs: int = 10, factor: int = 3,
          objective: str = "val_loss", overrides: Sequence[str] = ()) -> str:
     """``python -m tuning.hyperband`` in-process; returns the path of ``best.yaml``. Re-running continues."""
     setup_logging()
-    settings = (f"data.shards={shards}", "data.prepare=null") + tuple(overrides)
+    settings = host_augmentation_on_jax(config, [f"data.shards={shards}", "data.prepare=null"] + list(overrides))
     search(SearchOptions(config, space, max_epochs, factor, objective, out=out, overrides=settings))
     return fs.join(out, "best.yaml")
 

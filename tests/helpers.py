@@ -100,3 +100,43 @@ def kill_when(command, ready: Callable[[], bool], timeout: float, settle: float 
 def epoch_done(state: pathlib.Path, epoch: int) -> Callable[[], bool]:
     """``ready`` for :func:`kill_when`: the run's checkpoint state records ``epoch`` or later."""
     return lambda: state.exists() and json.loads(state.read_text())["epoch"] >= epoch
+
+
+def training_step_script(block_tensorflow: bool = False) -> str:
+    """Python code that builds a model with the project's builders, losses, metrics and optimiser and
+    trains one epoch on random pictures with the backend ``auto`` chooses, then prints a JSON line
+    (backend, its reason, whether TensorFlow was installed or imported, the loss). With
+    ``block_tensorflow`` it first makes TensorFlow uninstalled for that process."""
+    block = 'sys.modules["tensorflow"] = None  # as if not installed: find_spec gives None, import fails\n'
+    return "import sys\n" + (block if block_tensorflow else "") + TRAINING_STEP
+
+
+TRAINING_STEP = f"""
+import importlib.util, json, sys
+sys.path.insert(0, {str(REPO)!r})
+import numpy as np
+from common import backend
+choice = backend.choose()
+import keras
+import models
+from models.build import build_model
+from training.config import config_from_dict
+from training.losses import build_losses
+from training.metrics import head_metrics
+from training.optim import build_optimizer
+config = config_from_dict({{"name": "no_tf", "data": {{"shards": "unused", "image_size": 32}},
+                           "model": {{"backbone": "custom_cnn", "weights": "none", "head": "linear"}},
+                           "optimizer": {{"name": "adam", "learning_rate": 0.003}}}})
+heads = {{"make": 3, "model": 5}}
+model = build_model(config.model, heads, 32)
+model.compile(optimizer=build_optimizer(config.optimizer, config.schedule, 8, 2, 1),
+              loss=build_losses(config.loss, list(heads), {{"make": [3, 3, 2], "model": [2, 2, 2, 1, 1]}}, True),
+              weighted_metrics={{head: head_metrics(n) for head, n in heads.items()}})
+rng = np.random.default_rng(0)
+images = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+labels = {{"make": rng.integers(0, 3, 16), "model": rng.integers(0, 5, 16)}}
+history = model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+print(json.dumps({{"backend": choice.name, "reason": choice.reason, "tensorflow_imported": sys.modules.get("tensorflow") is not None,
+                  "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
+                  "loss": float(history.history["loss"][-1])}}))
+"""

@@ -38,6 +38,15 @@ def test_auto_is_the_environment_then_jax_on_a_tpu_then_tensorflow(fresh):
     assert backend.choose() is choice  # once chosen, auto keeps it
 
 
+def test_auto_is_jax_on_a_machine_with_jax_and_no_tensorflow(fresh):
+    """A GPU box set up for JAX, or Colab's TPU runtime before the notebook's install."""
+    fresh.setattr(backend, "installed", lambda name: name == "jax")
+    assert backend.choose() == backend.Choice("jax", "no TPU, and TensorFlow is not installed")
+    fresh.setattr(backend, "_CHOSEN", [])
+    fresh.setattr(backend, "installed", lambda name: True)  # both installed: TensorFlow, as before
+    assert backend.choose() == backend.Choice("tensorflow", "no TPU")
+
+
 def test_an_explicit_backend_replaces_an_automatic_one_until_keras_is_imported(fresh):
     backend.choose()
     assert backend.choose("jax").name == "jax"  # training.fit: the config asks for JAX

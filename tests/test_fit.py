@@ -55,6 +55,22 @@ def test_fit_writes_a_complete_run_folder(tiny_shards, tmp_path):
     assert type(best.loss["model"]).__name__ == "SigmoidFocalCrossEntropy"
 
 
+def test_without_tensorboard_a_run_trains_and_says_its_logs_are_off(tiny_shards, tmp_path, monkeypatch, caplog):
+    """TF 2.21 no longer installs TensorBoard, nor does a JAX image: tf.summary would stop at epoch 1
+    (TBNotInstalledError); the run goes on without its TensorBoard logs and says so once."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    run = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="training.callbacks"):
+        fit(tiny_config(tiny_shards, training={"epochs": 1}), str(run))
+    assert (run / "model.keras").is_file() and [row["epoch"] for row in history(run)] == ["1"]
+    assert not list(run.rglob("events.out.tfevents.*"))
+    said = [record.getMessage() for record in caplog.records if "TensorBoard is not installed" in record.getMessage()]
+    assert len(said) == 1 and "no TensorBoard logs" in said[0]
+
+
 @pytest.mark.slow
 def test_same_command_does_nothing_changes_are_refused_more_epochs_extend(tiny_shards, tmp_path, capsys):
     config = tiny_config(tiny_shards, training={"epochs": 1, "evaluate_split": None})

@@ -161,3 +161,25 @@ def test_pixel_normalisation_per_backbone():
     assert BACKBONES.get("resnet50").pixels == "caffe" and BACKBONES.get("mobilenet_v2").pixels == "symmetric"
     assert len(BACKBONES) == 18 and BACKBONES.get("efficientnet_b7").default_size == 600
     assert all(BACKBONES.get(name).pixels in PIXEL_MODES for name in BACKBONES)
+
+
+def test_models_and_a_training_step_need_no_tensorflow():
+    """A machine set up for JAX alone (a GPU box, Colab's TPU runtime before the install): with
+    TensorFlow uninstalled for the process, the model package, our losses, metrics and optimiser
+    build and train on JAX, which ``auto`` chooses there (also run on the real image's stand-in:
+    tests/test_platform_colab.py)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import training_step_script
+
+    variables = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    result = subprocess.run([sys.executable, "-c", training_step_script(block_tensorflow=True)], capture_output=True,
+                            text=True, env=dict(variables, JAX_PLATFORMS="cpu"), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == dict(outcome, backend="jax", reason="no TPU, and TensorFlow is not installed",
+                           tensorflow_installed=False, tensorflow_imported=False)
+    assert np.isfinite(outcome["loss"]) and outcome["loss"] > 0

@@ -7,6 +7,8 @@ keep their counters in that state, so a resumed run continues exactly where it s
 """
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
 from typing import List, Optional
 
@@ -18,6 +20,7 @@ from training.config import PlateauSchedule
 from training.optim import current_learning_rate
 from training.run import Best, RunDir, RunState, copy_atomic, save_model_atomic
 
+LOG = logging.getLogger("training.callbacks")
 RESUMABLE_FIELDS = {"early_stopping": ("wait", "best", "stopped_epoch"),
                     "plateau": ("wait", "best", "cooldown_counter")}
 
@@ -169,6 +172,17 @@ class EpochSummaries(keras.callbacks.Callback):
             writer.close()
 
 
+def tensorboard_logs(stage_index: int = 0) -> bool:
+    """Whether TensorBoard is installed (``tf.summary`` needs it to write); without it, one line says
+    the run's TensorBoard logs are off (TF 2.21 no longer installs it, nor does a platform's JAX image)."""
+    if importlib.util.find_spec("tensorboard") is not None:
+        return True
+    if stage_index == 0:
+        LOG.warning("TensorBoard is not installed: this run writes no TensorBoard logs (logs/); history.csv "
+                    "and the curves are kept as usual (pip install tensorboard to have them)")
+    return False
+
+
 def improved(value: float, best: Optional[float], mode: str) -> bool:
     """Whether ``value`` beats ``best``; a value that is not a finite number never does."""
     if not finite(value):
@@ -287,5 +301,5 @@ def run_callbacks(config, run: RunDir, state: RunState, stage_index: int, heads)
         callback.restored = state.callbacks.get(callback.state_key)
     checkpoint = RunCheckpoint(run, state, config.training.monitor, best_model_names(config), resumable, stage_index)
     prefix = [HeadPrefixedLogs(next(iter(heads)))] if len(heads) == 1 else []
-    board = [EpochSummaries(run.join("logs"))] if run.writer else []
+    board = [EpochSummaries(run.join("logs"))] if run.writer and tensorboard_logs(stage_index) else []
     return prefix + [StopOnDivergence(state)] + resumable + board + [checkpoint]

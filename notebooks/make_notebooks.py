@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -162,7 +163,8 @@ places = [PROJECT_DIR, f"{{PROJECT_DIR}}/*", f"{{PROJECT_DIR}}/*/*", os.getcwd()
 found = [path for place in places for path in sorted(glob.glob(place))
          if os.path.isfile(os.path.join(path, "notebooks", "install.py"))]
 if not found:
-    raise SetupError(f"the project is not in {{PROJECT_DIR}}: {where}")
+    raise SetupError(f"the project is not in {{PROJECT_DIR}}: "
+                     {where})
 PROJECT_DIR = found[0]
 sys.path.insert(0, PROJECT_DIR)
 from notebooks import install  # noqa: E402  (importable only now)
@@ -198,7 +200,7 @@ account (Add-ons → Google Cloud Services); the credentials are then set here.
 COMPCARS = """
 **CompCars** comes from its authors, not from a platform: ask for it on the
 [CompCars page](http://mmlab.ie.cuhk.edu.hk/datasets/comp_cars/) (a signed agreement, non-commercial
-research; the archive is split and password-protected), extract it and {where}; then set
+research; the archive is split and password-protected), extract it, {where}; then set
 `DATASET = "compcars"` and `DATA_SOURCE` to the folder holding `data/` (or `image/`, `label/`, `misc/`,
 `train_test_split/`). Re-uploads on Kaggle (e.g. `kaggle:renancostaalencar/compcars`) load the same way;
 check their licence first.
@@ -283,10 +285,17 @@ pip install -r requirements-app.txt && python -m eval.app --model RUN_DIR/model.
 ]
 
 
+def string_lines(text: str, indent: int, width: int = 96) -> str:
+    """``text`` as adjacent string literals, one per line, for a generated cell."""
+    return ("\n" + " " * indent).join(json.dumps(line, ensure_ascii=False) for line in
+                                      textwrap.wrap(text, width, drop_whitespace=False))
+
+
 def notebook(platform: str) -> dict:
     data = DATA[platform] + COMPCARS.format(where=WHERE_COMPCARS_GOES[platform])
+    setup = SETUP.format(where=string_lines(WHERE_TO_GET_IT[platform], indent=21))
     cells = [markdown(INTRO[platform]), code(PARAMETERS[platform], "parameters"), code(SMOKE_SETTINGS),
-             markdown("## Set-up"), code(SETUP.format(where=WHERE_TO_GET_IT[platform])), code(PROJECT),
+             markdown("## Set-up"), code(setup), code(PROJECT),
              markdown(data), code(DATA_ACCESS[platform])]
     return {
         "cells": cells + [dict(cell) for cell in COMMON_CELLS],

@@ -1,14 +1,15 @@
 """Stand-ins for Colab's and Kaggle's TPU images, and a notebook executed in one as a user's runtime would.
 
 ``python -m notebooks.standin kaggle --data FOLDER`` builds a virtual environment with the image's own
-Python and package versions (``notebooks/platforms.toml``; built once and cached), copies it, packs
-the project into a read-only folder as a user would attach or copy it, executes the platform's
-notebook top to bottom with papermill on 8 XLA host devices, and reports whether it finished, what it
-printed about the devices, where the evaluation report is and which of the image's packages changed
-(none may). ``tests/test_notebook_platforms.py`` runs exactly this.
+Python and package versions (``notebooks/platforms.toml``; built once and cached), layers a fresh
+environment over it for the run, puts the project where a user would (copied to "Drive", or packed
+and attached as a dataset), executes the platform's notebook top to bottom with papermill on 8 XLA
+host devices, and reports whether it finished and which of the image's packages changed (none may)
+or were added. ``tests/test_platform_colab.py`` and ``tests/test_platform_kaggle.py`` run exactly this.
 
-Where the machine allows it (Linux, root or user namespaces) the project folder is mounted read-only
-for the run, as a Kaggle input is; elsewhere it is only checked to be unchanged afterwards.
+Where the machine allows it (Linux, as root or with user namespaces) the project's folder and the
+cached image are mounted read-only for the run, as a Kaggle input is; elsewhere the project is only
+checked to be unchanged afterwards.
 """
 from __future__ import annotations
 
@@ -133,9 +134,26 @@ def base_environment(spec: Image, cache: Optional[str] = None) -> str:
     return folder
 
 
+def site_packages(environment: str) -> str:
+    found = glob.glob(os.path.join(environment, "lib", "python3*", "site-packages"))
+    if not found:
+        raise UserError(f"{environment} is not a virtual environment (no lib/python3*/site-packages)")
+    return found[0]
+
+
 def fresh_environment(spec: Image, folder: str, cache: Optional[str] = None) -> str:
-    """A copy of the image's environment in ``folder`` (a notebook run changes it; the cache stays clean)."""
-    shutil.copytree(base_environment(spec, cache), folder, symlinks=True)
+    """A new virtual environment in ``folder`` that sees the image's packages (a ``.pth`` file adds the
+    cached environment's site-packages, its own ``.pth`` files included): what a notebook installs
+    goes into ``folder`` and shadows nothing unnoticed, and the cache is never written (it is also
+    mounted read-only during a run). Seconds, where copying the image would move gigabytes."""
+    base = base_environment(spec, cache)
+    with open(os.path.join(base, "pyvenv.cfg")) as handle:
+        home = dict(line.split(" = ", 1) for line in handle.read().splitlines() if " = " in line)["home"]
+    interpreter = os.path.join(home, f"python{spec.python}")
+    subprocess.run([interpreter if os.path.exists(interpreter) else find_python(spec.python), "-m", "venv",
+                    "--without-pip", folder], check=True, capture_output=True)
+    with open(os.path.join(site_packages(folder), "_standin_image.pth"), "w") as handle:
+        handle.write(f"import site; site.addsitedir({site_packages(base)!r})\n")
     return folder
 
 
@@ -282,7 +300,7 @@ FULL_RUN = {"SMOKE": False, "REPO_URL": "", "DATASET": "stanford_cars", "CONFIG"
 
 def run(platform: str, data: str, out: str, smoke: bool = False, extra_environment: Optional[Dict[str, str]] = None,
         environment: Optional[str] = None) -> Outcome:
-    """Execute ``platform``'s notebook on its stand-in (a fresh copy of the image's environment in
+    """Execute ``platform``'s notebook on its stand-in (a fresh overlay of the image's environment in
     ``out/env`` unless ``environment`` is given) with the project where a user would put it, read-only,
     ``data`` as ``DATA_SOURCE`` and ``out/work`` as ``WORK_DIR``; ``smoke`` runs it in smoke mode."""
     spec = image(platform)
@@ -292,7 +310,8 @@ def run(platform: str, data: str, out: str, smoke: bool = False, extra_environme
     # smoke mode keeps the notebook's own settings (and chooses its backend itself)
     parameters = dict({"SMOKE": True, "REPO_URL": ""} if smoke else FULL_RUN, PROJECT_DIR=project_dir,
                       DATA_SOURCE=data, WORK_DIR=os.path.join(run_out, "work"))
-    protected = [os.path.dirname(project) if platform == "colab" else os.path.join(run_out, "input")]
+    protected = [os.path.dirname(project) if platform == "colab" else os.path.join(run_out, "input"),
+                 base_environment(spec)]  # the image itself: nothing a notebook does may change it
     extra = dict(extra_environment or {}, **({"CARS_SMOKE_DIR": parameters["WORK_DIR"]} if smoke else {}))
     return execute(spec, environment, parameters, run_out, project, protected, extra)
 

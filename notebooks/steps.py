@@ -39,6 +39,7 @@ from tuning.search import SearchOptions, search
 
 PLATFORMS = ("colab", "kaggle", "local")
 KAGGLE_PREFIX = "kaggle:"  # DATA_SOURCE = "kaggle:OWNER/DATASET[/versions/N]" is fetched with kagglehub
+KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts the datasets attached to a notebook
 # Keras preprocessing layers inside the model under JAX's DataParallel were reported to take a TPU run
 # from 10 minutes to 2.5 hours; until that is measured here, augmentation stays in tf.data on JAX.
 DEVICE_AUGMENTATION_ON_JAX = "https://github.com/keras-team/keras/issues/23229"
@@ -116,10 +117,10 @@ def synthetic_photos(work: str, makes: int = 4, models_per_make: int = 3, images
 
 
 def dataset_folder(source: str) -> str:
-    """The folder to build shards from: ``kaggle:OWNER/DATASET[/versions/N]`` is downloaded with
-    ``kagglehub`` (on Kaggle an attached input is used as it is; elsewhere the download is cached
-    under ``~/.cache/kagglehub`` or ``KAGGLEHUB_CACHE``); a local folder or ``gs://`` path is used as
-    it is."""
+    """The folder to build shards from. ``kaggle:OWNER/DATASET[/versions/N]``: the dataset attached
+    to a Kaggle notebook under ``/kaggle/input`` as it is, else fetched with ``kagglehub`` (which
+    attaches it on Kaggle, or downloads it into its cache, ``~/.cache/kagglehub`` or
+    ``KAGGLEHUB_CACHE``). A local folder or ``gs://`` path is used as it is."""
     if not source.startswith(KAGGLE_PREFIX):
         if not fs.exists(source):
             raise UserError(f"DATA_SOURCE: {source} does not exist; give the dataset's folder (Drive, a Kaggle "
@@ -130,6 +131,11 @@ def dataset_folder(source: str) -> str:
     except ImportError:
         raise UserError("DATA_SOURCE is a Kaggle handle but kagglehub is not installed: pip install kagglehub") from None
     handle = source[len(KAGGLE_PREFIX):].strip("/")
+    owner, slug = (handle.split("/") + ["", ""])[:2]
+    for attached in (fs.join(KAGGLE_INPUT, slug), fs.join(KAGGLE_INPUT, "datasets", owner, slug)):
+        if slug and fs.isdir(attached):  # on Kaggle, attached with Add Input: no download, no API call
+            print(f"data: {handle}, attached at {attached}")
+            return attached
     try:
         folder = kagglehub.dataset_download(handle)
     except Exception as error:  # kagglehub raises HTTP, auth and value errors of its own kinds

@@ -23,7 +23,7 @@ DEVICES = [f"TFRT_CPU_{index}" for index in range(standin.DEVICES)]
 
 
 def image_environment(platform: str, folder: pathlib.Path):
-    """(the image's description, its cached environment, a fresh copy of it in ``folder``); skips
+    """(the image's description, its cached environment, a fresh overlay of it in ``folder``); skips
     where the image's Python is not installed or the package index cannot be reached."""
     spec = standin.image(platform)
     if standin.find_python(spec.python) is None:

@@ -340,6 +340,12 @@ def test_data_sources_folders_as_they_are_kaggle_handles_through_kagglehub(tmp_p
     assert nb.dataset_folder("kaggle:jutrera/stanford-car-dataset-by-classes-folder") == str(tmp_path)
     assert calls == ["jutrera/stanford-car-dataset-by-classes-folder"]
 
+    monkeypatch.setattr(nb, "KAGGLE_INPUT", str(tmp_path / "input"))  # attached on Kaggle: used as it is
+    (tmp_path / "input" / "stanford-car-dataset-by-classes-folder").mkdir(parents=True)
+    assert nb.dataset_folder("kaggle:jutrera/stanford-car-dataset-by-classes-folder") == str(
+        tmp_path / "input" / "stanford-car-dataset-by-classes-folder")
+    assert len(calls) == 1
+
     def refused(handle):
         raise RuntimeError("403 Client Error: Forbidden")
 

@@ -118,7 +118,7 @@ def install(project_dir: str, extra: Sequence[str] = (), dry_run: bool = False) 
         raise InstallError(f"pip changed packages of this image ({', '.join(moved)}): restart the runtime "
                            "and report it")
     added = {name: version for name, version in sorted(after.items()) if name not in before}
-    print(f"installed {len(added)} package(s)" + (f" ({', '.join(sorted(added))})" if added else "")
+    print((f"added {len(added)} package(s): {', '.join(sorted(added))}" if added else "nothing to add")
           + f"; the {len(before)} packages this runtime had are unchanged")
     return added
 

@@ -19,6 +19,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,8 +34,12 @@ from notebooks import package
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPEC = os.path.join(HERE, "platforms.toml")
 DEVICES = 8
-# what the kernel sees besides the image's own variables: 8 CPU devices for JAX, as a v5e-8 has 8 chips
-KERNEL_ENVIRONMENT = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}", "JAX_PLATFORMS": "cpu"}
+# what the kernel sees besides the image's own variables: 8 CPU devices for JAX, as a v5e-8 has 8 chips;
+# one Eigen thread per device, so that 8 simulated devices do not oversubscribe a small machine's cores
+XLA_FLAGS = f"--xla_force_host_platform_device_count={DEVICES} --xla_cpu_multi_thread_eigen=false"
+# XLA:CPU ends a process whose devices do not all reach a collective within 40 s, which a loaded test
+# machine can miss; jaxlib 0.8 made that limit a flag (openxla/xla#32115), older ones would reject it
+COLLECTIVE_TIMEOUT = "--xla_cpu_collective_call_terminate_timeout_seconds=600"
 PASSED_ON = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_INDEX_URL",
              "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONFIG_FILE", "KAGGLEHUB_CACHE")
 
@@ -205,6 +210,12 @@ def can_mount_read_only() -> bool:
         shutil.rmtree(probe, ignore_errors=True)
 
 
+def xla_flags(python: str) -> str:
+    """The kernel's ``XLA_FLAGS`` for the jaxlib installed for ``python``."""
+    version = tuple(int(part) for part in re.findall(r"\d+", installed(python).get("jaxlib", "0"))[:2])
+    return XLA_FLAGS + (f" {COLLECTIVE_TIMEOUT}" if version >= (0, 8) else "")
+
+
 def kernel(folder: str, spec: Image, python: str, extra: Dict[str, str]) -> str:
     """A Jupyter kernel spec under ``folder`` that runs the stand-in's Python with the image's variables."""
     name = f"standin-{spec.name}"
@@ -212,7 +223,8 @@ def kernel(folder: str, spec: Image, python: str, extra: Dict[str, str]) -> str:
     with open(os.path.join(folder, "kernels", name, "kernel.json"), "w") as handle:
         json.dump({"argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                    "display_name": spec.title, "language": "python",
-                   "env": {**spec.environment, **KERNEL_ENVIRONMENT, **extra}}, handle, indent=1)
+                   "env": {**spec.environment, "XLA_FLAGS": xla_flags(python), "JAX_PLATFORMS": "cpu", **extra}},
+                  handle, indent=1)
     return name
 
 

@@ -56,6 +56,7 @@ def check_run(outcome: standin.Outcome, work: pathlib.Path, run_name: str, smoke
     error was printed. Returns what the cells printed."""
     assert outcome.returncode == 0, outcome.log[-6000:]
     printed = outcome.outputs()
+    assert "packages this runtime had are unchanged" in printed  # the set-up's own check
     if smoke:
         assert "smoke mode - work folder: " in printed and "accelerator: cpu, 1 replica(s)" in printed
     else:

@@ -82,7 +82,8 @@ def package(out: str, owner: str, slug: str = FOLDER, title: str = "car-recognit
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.copy2(os.path.join(PROJECT, name), target)
         metadata = {"title": title, "id": f"{owner}/{slug}", "licenses": [{"name": "other"}],
-                    "description": "The car-recognition project's code, for its Kaggle notebook (attach with Add Input)."}
+                    "description": "The car-recognition project's code, for its Kaggle notebook "
+                                   "(attach with Add Input)."}
         with open(os.path.join(staging, METADATA), "w") as handle:
             json.dump(metadata, handle, indent=2)
         if os.path.isdir(out):
@@ -94,7 +95,9 @@ def package(out: str, owner: str, slug: str = FOLDER, title: str = "car-recognit
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m notebooks.package", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m notebooks.package",
+                                     description="Pack the project for upload as a Kaggle dataset (the Kaggle "
+                                                 "notebook finds it in any attached dataset).")
     parser.add_argument("--out", default=DEFAULT_OUT, help="the dataset folder to write (default: dist/kaggle-dataset)")
     parser.add_argument("--owner", default=None, help="your Kaggle user name (default: KAGGLE_USERNAME or "
                                                       "~/.kaggle/kaggle.json)")

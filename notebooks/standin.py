@@ -329,15 +329,25 @@ def run(platform: str, data: str, out: str, smoke: bool = False, extra_environme
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m notebooks.standin", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m notebooks.standin",
+                                     description="Execute a platform's notebook on a stand-in of its image (see "
+                                                 "docs/notebooks.md).")
     parser.add_argument("platform", help=f"one of: {', '.join(images())}")
-    parser.add_argument("--data", required=True, help="DATA_SOURCE: a Stanford Cars folder or a kaggle: handle")
-    parser.add_argument("--out", default=None, help="where the run's environment and work go (default: a new "
-                                                    "temporary folder)")
-    parser.add_argument("--smoke", action="store_true", help="run the notebook in smoke mode")
+    parser.add_argument("--data", help="DATA_SOURCE for a full run: a Stanford Cars folder or a kaggle: handle")
+    parser.add_argument("--out", default=None, help="a new or empty folder for the run's environment, work and "
+                                                    "executed notebook (default: a new temporary folder)")
+    parser.add_argument("--smoke", action="store_true", help="run the notebook in smoke mode (needs no --data)")
     args = parser.parse_args(argv)
-    out = args.out or tempfile.mkdtemp(prefix=f"standin-{args.platform}-")
-    outcome = run(args.platform, os.path.abspath(args.data), out, args.smoke)
+    image(args.platform)  # an unknown platform is one line, before anything is made
+    if not args.smoke and not args.data:
+        raise UserError("--data: a full run needs a Stanford Cars folder or a kaggle:OWNER/DATASET handle "
+                        "(or pass --smoke)")
+    if args.out and os.path.isdir(args.out) and os.listdir(args.out):
+        raise UserError(f"--out {args.out} is not empty; give a new or empty folder")
+    out = os.path.abspath(args.out or tempfile.mkdtemp(prefix=f"standin-{args.platform}-"))
+    data = args.data or "unused"
+    outcome = run(args.platform, data if data.startswith("kaggle:") or args.smoke else os.path.abspath(data), out,
+                  args.smoke)
     print(f"notebook: {'finished' if outcome.returncode == 0 else f'failed (exit status {outcome.returncode})'}; "
           f"executed copy and log in {os.path.dirname(outcome.executed)}")
     print("project mounted read-only:", "yes" if outcome.read_only else "no (checked unchanged instead)",

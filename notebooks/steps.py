@@ -129,7 +129,8 @@ def dataset_folder(source: str) -> str:
     try:
         import kagglehub  # optional: Colab and Kaggle ship it
     except ImportError:
-        raise UserError("DATA_SOURCE is a Kaggle handle but kagglehub is not installed: pip install kagglehub") from None
+        raise UserError("DATA_SOURCE is a Kaggle handle, but kagglehub is not installed: pip install kagglehub") \
+            from None
     handle = source[len(KAGGLE_PREFIX):].strip("/")
     owner, slug = (handle.split("/") + ["", ""])[:2]
     for attached in (fs.join(KAGGLE_INPUT, slug), fs.join(KAGGLE_INPUT, "datasets", owner, slug)):

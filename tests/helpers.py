@@ -136,7 +136,8 @@ rng = np.random.default_rng(0)
 images = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
 labels = {{"make": rng.integers(0, 3, 16), "model": rng.integers(0, 5, 16)}}
 history = model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
-print(json.dumps({{"backend": choice.name, "reason": choice.reason, "tensorflow_imported": sys.modules.get("tensorflow") is not None,
+print(json.dumps({{"backend": choice.name, "reason": choice.reason,
+                  "tensorflow_imported": sys.modules.get("tensorflow") is not None,
                   "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
                   "loss": float(history.history["loss"][-1])}}))
 """

@@ -285,7 +285,8 @@ def test_a_notebook_without_its_project_says_what_to_do_in_one_line(name, this_p
     book.cells = book.cells[:setup] + [book.cells[setup], nbformat.v4.new_code_cell("print('not reached')")]
     book.cells.insert(2, nbformat.v4.new_code_cell(f"PROJECT_DIR = {str(tmp_path / 'empty')!r}"))
     with pytest.raises(CellExecutionError):
-        NotebookClient(book, timeout=120, kernel_name=this_python, resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(book, timeout=120, kernel_name=this_python,
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
     error = [output for output in book.cells[-2].outputs if output.output_type == "error"]
     where = {"colab": "copy the project's folder to Google Drive", "kaggle": "run `python -m notebooks.package`"}
     assert len(error) == 1 and len(error[0].traceback) == 1
@@ -393,3 +394,24 @@ def test_progress_bars_update_in_place_in_a_notebook_and_rarely_in_a_log(monkeyp
     monkeypatch.setattr(progress, "in_notebook", lambda: True)
     monkeypatch.setattr(progress.tqdm.auto, "tqdm", lambda iterable=None, **options: made.append(options) or iterable)
     assert progress.bar(range(2), desc="hashing") == range(2) and made == [{"desc": "hashing"}]
+
+
+def test_the_platform_images_are_described_in_one_place_with_their_sources(monkeypatch, tmp_path, capsys):
+    from notebooks import standin
+
+    images = standin.images()
+    assert set(images) == {"colab", "kaggle"}
+    for spec in images.values():
+        assert spec.source and spec.python == "3.12" and (REPO / "notebooks" / spec.notebook).is_file()
+        assert any(package.startswith("jax==") for package in spec.packages)
+    assert "tensorflow" in images["colab"].absent and "tensorflow-cpu==2.20.0" in images["kaggle"].packages
+    assert images["colab"].environment["COLAB_RELEASE_TAG"]
+    monkeypatch.setattr(standin, "installed", lambda python: {"jaxlib": "0.7.2"})
+    assert "collective_call_terminate" not in standin.xla_flags("python")  # older jaxlib rejects the flag
+    monkeypatch.setattr(standin, "installed", lambda python: {"jaxlib": "0.9.0"})
+    assert standin.xla_flags("python").endswith(standin.COLLECTIVE_TIMEOUT)
+    assert standin.main(["colb", "--smoke"]) == 2 and "did you mean 'colab'?" in capsys.readouterr().err
+    assert standin.main(["kaggle"]) == 2 and "--data: a full run needs" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("keep")
+    assert standin.main(["kaggle", "--smoke", "--out", str(tmp_path)]) == 2
+    assert "is not empty" in capsys.readouterr().err and (tmp_path / "notes.txt").read_text() == "keep"

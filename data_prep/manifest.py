@@ -98,3 +98,21 @@ def shard_paths(manifest_folder: str, manifest: dict, split: str) -> List[str]:
         raise UserError(f"split {split!r} is not in the manifest; it has: "
                         f"{', '.join(manifest['splits']) or 'no splits'}")
     return [fs.join(manifest_folder, shard["path"]) for shard in manifest["splits"][split]["shards"]]
+
+
+def data_differences(saved: dict, current: dict) -> List[str]:
+    """How the data of ``current`` differ from ``saved`` (two manifests): the heads and their classes,
+    the class hierarchy, and each split's records (their checksums, not where the shards lie). An
+    empty list means the same dataset, wherever it was moved."""
+    differences = []
+    for head in sorted(set(saved.get("heads", {})) | set(current.get("heads", {}))):
+        if saved.get("heads", {}).get(head) != current.get("heads", {}).get(head):
+            differences.append(f"the classes of head {head} differ")
+    if saved.get("hierarchy") != current.get("hierarchy"):
+        differences.append("the class hierarchy differs")
+    for split in sorted(set(saved.get("splits", {})) | set(current.get("splits", {}))):
+        records = [[shard.get("sha256") for shard in manifest.get("splits", {}).get(split, {}).get("shards", [])]
+                   for manifest in (saved, current)]
+        if records[0] != records[1]:
+            differences.append(f"the records of the {split} split differ")
+    return differences

@@ -83,7 +83,7 @@ def test_same_command_does_nothing_changes_are_refused_more_epochs_extend(tiny_s
         fit(tiny_config(tiny_shards, optimizer={"name": "adam", "learning_rate": 0.1}), str(run))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("x")
-    with pytest.raises(UserError, match="not a run folder"):
+    with pytest.raises(UserError, match="holds files that training.fit did not write"):
         fit(config, str(tmp_path / "other"))
     assert json.loads((run / "checkpoints" / "state.json").read_text())["finished"]
     fit(tiny_config(tiny_shards, training={"epochs": 3, "evaluate_split": None}), str(run))  # finished: extend it

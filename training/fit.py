@@ -21,6 +21,9 @@ def parse_args(argv: Optional[Sequence[str]]):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set optimizer.learning_rate=0.001 (repeatable)")
     parser.add_argument("--out", help="run folder (default runs/<config name>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train the run in --out again from scratch, replacing its model, history and metrics "
+                             "(a folder training.fit did not write is still refused)")
     return parser.parse_args(argv)
 
 
@@ -32,7 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     quiet_tensorflow()  # TensorFlow imports Keras: only now, on the chosen backend
     from training.trainer import fit
 
-    fit(config, args.out)
+    fit(config, args.out, overwrite=args.overwrite)
     return 0
 
 

@@ -11,6 +11,8 @@ runs/NAME/
   curves/<head>.png  training curves (accuracy and loss, train and validation)
   metrics.json       evaluation on the held-out split
   checkpoints/       epoch-NNNN.keras + state.json (what a re-run resumes from)
+  .training-run      written first: the folder is this run's (training.fit refuses folders without it)
+  .lock              while a fit writes the folder: its process id, host and start time
 ```
 
 ``state.json`` is written last after every epoch and is the commit point: it names the checkpoint

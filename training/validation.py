@@ -8,6 +8,7 @@ strategy is valid everywhere without touching this file.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Sequence
 
 from common.errors import UserError
@@ -99,9 +100,12 @@ def check_training(config: Config) -> None:
     _range("training.epochs", training.epochs, 1, expected="1 or more")
     _range("training.steps_per_epoch", training.steps_per_epoch, 1, expected="1 or more")
     _range("training.steps_per_execution", training.steps_per_execution, 1, expected="1 or more")
-    if not (training.model_name.endswith(".keras") or training.model_name.endswith(".h5")):
-        raise UserError(f"training.model_name: expected a file name ending in .keras or .h5 "
-                        f"(received {training.model_name!r})")
+    name = training.model_name
+    stem, suffix = os.path.splitext(name)
+    if suffix not in (".keras", ".h5") or not stem or stem.startswith(".") or "/" in name or "\\" in name \
+            or name == "last.keras":
+        raise UserError("training.model_name: expected a file name ending in .keras or .h5, written inside the run "
+                        f"folder (not a path, nor last.keras, the last epoch's model) (received {name!r})")
     for index, stage in enumerate(training.stages):
         _range(f"training.stages[{index}].epochs", stage.epochs, 1, expected="1 or more")
         TRAINABLE.get(stage.trainable, where=f"training.stages[{index}].trainable")

@@ -83,15 +83,28 @@ def write_savedmodel(predictor, target: str, info: dict) -> None:
             fs.remove_tree(temporary)
 
 
+# what a SavedModel export is made of, and the run's files copied beside it; anything else is someone else's
+SAVEDMODEL_ENTRIES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
+RUN_FILES = ("manifest.json", "config.yaml")
+
+
 def replace_folder(new: str, target: str) -> None:
-    """Move ``new`` to ``target``; a previous export there is moved aside first and deleted last, so
-    ``target`` is never missing or half-written (``check_target`` made sure it is one of ours)."""
-    old = fs.temporary_name(target) if fs.exists(target) else None
-    if old:
-        fs.rename(target, old)
-    fs.rename(new, target)
-    if old:
-        fs.remove_tree(old)
+    """Move the export in ``new`` into ``target``. Into an earlier export (``check_target`` made sure it
+    is one of ours) only its own entries are replaced — the earlier ones are moved aside first and
+    deleted last; what others put there (``eval.test``'s report, a note) stays."""
+    if not fs.exists(target):
+        fs.rename(new, target)
+        return
+    own = set(fs.listdir(new)) | set(SAVEDMODEL_ENTRIES) | set(RUN_FILES)
+    aside = fs.temporary_name(target)
+    fs.makedirs(aside)
+    for name in fs.listdir(target):
+        if name in own:
+            fs.rename(fs.join(target, name), fs.join(aside, name))
+    for name in fs.listdir(new):
+        fs.rename(fs.join(new, name), fs.join(target, name))
+    fs.remove_tree(aside)
+    fs.remove_tree(new)
 
 
 def is_savedmodel_export(folder: str) -> bool:
@@ -163,8 +176,6 @@ def write_tflite(predictor, target: str, info: dict, quantize: bool) -> None:
     fs.write_bytes_atomic(target, flatbuffer)
     fs.write_text_atomic(tflite_info_path(target), json.dumps(info, indent=2, ensure_ascii=False))
 
-
-RUN_FILES = ("manifest.json", "config.yaml")
 
 
 def run_file(model_path: str, name: str) -> Optional[str]:

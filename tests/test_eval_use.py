@@ -270,3 +270,13 @@ def test_export_never_deletes_or_overwrites_what_it_did_not_write(trained, tmp_p
         assert run_main(export.main, ["--model", model, "--format", "savedmodel", "--out", str(out),
                                       "--no-check"]) == 0
     assert (out / "saved_model.pb").is_file() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    (out / "eval_exp1_test").mkdir()  # what eval.test writes inside the export, and a user's note
+    (out / "eval_exp1_test" / "report.md").write_text("# the export's evaluation")
+    (out / "notes.txt").write_text("mine")
+    stale = out / "variables" / "stale.bin"  # an export's own files are all replaced
+    stale.write_bytes(b"old")
+    assert run_main(export.main, ["--model", model, "--format", "savedmodel", "--out", str(out), "--no-check"]) == 0
+    assert (out / "eval_exp1_test" / "report.md").read_text() == "# the export's evaluation"
+    assert (out / "notes.txt").read_text() == "mine" and not stale.exists()
+    assert (out / "saved_model.pb").is_file() and (out / "manifest.json").is_file()
+    assert not [p for p in list(tmp_path.iterdir()) + list(out.iterdir()) if ".tmp-" in p.name]

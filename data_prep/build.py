@@ -27,7 +27,7 @@ from common.cli import quiet_tensorflow, run_main, setup_logging
 from common.errors import UserError
 from common.lock import folder_lock
 from data_prep import duplicates, labels as label_ops, manifest as manifest_io
-from data_prep.images import ImageTask
+from data_prep.images import TURNED, ImageTask
 from data_prep.options import BuildOptions, parse_fractions
 from data_prep.datasets import DATASETS, read_dataset
 from data_prep.readers import ReadOptions
@@ -280,6 +280,9 @@ def print_summary(options: BuildOptions, manifest: dict) -> None:
     rejected = manifest["rejected"]
     reasons = ", ".join(f"{reason} {count}" for reason, count in rejected["by_reason"].items())
     print(f"  rejected: {rejected['count']} ({100 * rejected['fraction']:.2f}%){': ' + reasons if reasons else ''}")
+    turned = manifest["conversions"].get(TURNED, 0)
+    if turned:
+        print(f"  {TURNED} (EXIF orientation): {turned}")
     if manifest["dropped_classes"]:
         print(f"  dropped classes (< {options.min_images} images): {len(manifest['dropped_classes'])}")
     near = manifest["near_duplicates"]

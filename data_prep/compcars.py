@@ -14,6 +14,7 @@ import posixpath
 from typing import Dict, List, Optional, Tuple
 
 from common import fs
+from data_prep.images import is_photo_name, not_a_photo
 from data_prep.matfile import cell_strings, load_mat
 from data_prep.readers import Layout, ReadOptions, first_existing
 from data_prep.table import DatasetTable, make_rejects, make_table
@@ -21,7 +22,6 @@ from data_prep.table import DatasetTable, make_rejects, make_table
 DATASET = "compcars"
 HEADS = ("make", "model", "year", "type", "viewpoint")
 BASES = ("", "data", "data/data")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIEWPOINTS = {1: "front", 2: "rear", 3: "side", 4: "front-side", 5: "rear-side"}
 YEAR_RANGE = (1900, 2030)
 
@@ -145,9 +145,11 @@ def read(base: str, options: ReadOptions) -> DatasetTable:
     model_types = read_attributes(attributes_path) if fs.exists(attributes_path) else {}
     split_of = read_split_lists(base)
 
-    paths = [path for path in fs.walk_files(fs.join(base, "image"))
-             if path.lower().endswith(IMAGE_SUFFIXES)]
-    rejects, candidates = [], []
+    files = [path for path in fs.walk_files(fs.join(base, "image")) if not posixpath.basename(path).startswith(".")]
+    paths = [path for path in files if is_photo_name(path)]
+    rejects = [{"image_id": "image/" + path, "stage": "read", "reason": not_a_photo(path)}
+               for path in files if not is_photo_name(path)]
+    candidates = []
     for path in paths:
         parts = path.split("/")
         image_id = "image/" + path

@@ -4,8 +4,9 @@ Nothing here imports TensorFlow, so worker processes start fast and stay small. 
 are kept unless a transformation is asked for or the file is not an RGB JPEG (grayscale, CMYK,
 PNG named ``.jpg``, …), which are re-encoded as RGB JPEG. Every image is fully entropy-decoded
 (at reduced DCT scale where possible, which is several times cheaper), so nothing undecodable is
-ever written. EXIF orientation is deliberately not applied: the annotated boxes refer to the stored
-pixel grid, which is also what TensorFlow's JPEG decoder returns. Results are small picklable objects.
+ever written. A photo whose EXIF orientation says it is stored turned is turned upright, as
+``eval.predict`` and the listing form turn it, and its box with it (annotated boxes refer to the
+stored pixel grid). Every format in :data:`PHOTO_SUFFIXES` is read. Results are small picklable objects.
 """
 from __future__ import annotations
 
@@ -13,9 +14,19 @@ import dataclasses
 import io
 from typing import List, Optional, Tuple, Union
 
+from PIL import Image
+
 from common import fs
 
 PASSTHROUGH_FORMATS = ("JPEG", "MPO")  # MPO: camera JPEGs with an extra picture; TF decodes them
+# The photo formats read everywhere — the build, eval.predict and the listing form: what Pillow decodes,
+# and HEIC/HEIF (how phones store photos) through the pillow-heif plugin.
+PILLOW_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif", ".tiff",
+                   ".webp", ".avif", ".jp2", ".j2k", ".jpx", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi")
+HEIF_SUFFIXES = (".heic", ".heif")
+PHOTO_SUFFIXES = PILLOW_SUFFIXES + HEIF_SUFFIXES
+ORIENTATION_TAG = 0x0112  # EXIF: how the stored pixels must be turned to show the photo upright
+TURNED = "turned upright"
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits per pixel
 HASH_DECODE_SIDE = 128
 
@@ -57,6 +68,60 @@ class Rejected:
 
 Result = Union[Processed, Rejected]
 
+# EXIF orientation → the transposition that shows the stored pixels upright (as ImageOps.exif_transpose)
+TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def is_photo_name(name: str) -> bool:
+    return name.lower().endswith(PHOTO_SUFFIXES)
+
+
+def not_a_photo(name: str) -> str:
+    """The reason a file that is not a photo is skipped (listed in rejected.csv)."""
+    suffix = "." + name.rsplit(".", 1)[1].lower() if "." in name.lstrip(".") else "no suffix"
+    return f"not a photo ({suffix}); photos are read in these formats: {', '.join(PHOTO_SUFFIXES)}"
+
+
+_HEIF: List[bool] = []
+
+
+def heif_available() -> bool:
+    """Register pillow-heif's HEIC/HEIF opener with Pillow, once per process; whether it is installed."""
+    if not _HEIF:
+        try:
+            import pillow_heif  # optional: HEIC/HEIF photos
+        except ImportError:
+            _HEIF.append(False)
+        else:
+            pillow_heif.register_heif_opener()
+            _HEIF.append(True)
+    return _HEIF[0]
+
+
+def check_heif(name: str) -> None:
+    """A HEIC/HEIF photo without pillow-heif: a ``ValueError`` saying what to install."""
+    if name.lower().endswith(HEIF_SUFFIXES) and not heif_available():
+        raise ValueError("a HEIC/HEIF photo, which needs pillow-heif to be read (pip install pillow-heif)")
+
+
+def orientation(image) -> int:
+    """The EXIF orientation (1 = stored upright; 2–8 = flipped or turned)."""
+    try:
+        value = image.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # a damaged EXIF block: take the pixels as stored
+        return 1
+    return value if value in TRANSPOSES else 1
+
+
+def turned_box(box: Tuple[float, float, float, float], turn: int) -> Tuple[float, float, float, float]:
+    """A normalised (ymin, xmin, ymax, xmax) box of the stored picture, in the picture turned upright."""
+    ymin, xmin, ymax, xmax = box
+    return {1: box, 2: (ymin, 1 - xmax, ymax, 1 - xmin), 3: (1 - ymax, 1 - xmax, 1 - ymin, 1 - xmin),
+            4: (1 - ymax, xmin, 1 - ymin, xmax), 5: (xmin, ymin, xmax, ymax), 6: (xmin, 1 - ymax, xmax, 1 - ymin),
+            7: (1 - xmax, 1 - ymax, 1 - xmin, 1 - ymin), 8: (1 - xmax, ymin, 1 - xmin, ymax)}[turn]
+
 
 def open_image(data: bytes):
     """PIL image from bytes (lazy: only the header is read here).
@@ -69,6 +134,7 @@ def open_image(data: bytes):
 
     from PIL import Image
 
+    heif_available()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         return Image.open(io.BytesIO(data))
@@ -171,6 +237,10 @@ def process(task: ImageTask, options: ImageOptions) -> Result:
     if not data:
         return Rejected("empty file: 0 bytes")
     try:
+        check_heif(task.path)
+    except ValueError as error:
+        return Rejected(f"unreadable format: {error}")
+    try:
         return _process_bytes(data, task, options)
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError… on damaged data
         return Rejected(f"undecodable image: {type(error).__name__}: {error}")
@@ -187,10 +257,10 @@ def _process_bytes(data: bytes, task: ImageTask, options: ImageOptions) -> Resul
     region = crop_region(box, width, height, options.crop_margin) if options.crop == "bbox" and box else None
     out_w, out_h = (region[2] - region[0], region[3] - region[1]) if region else (width, height)
     scale = min(1.0, options.max_side / max(out_w, out_h)) if options.max_side else 1.0
-    reason = conversion_reason(image)
-    if reason is None and region is None and scale == 1.0:
+    reason, turn = conversion_reason(image), orientation(image)
+    if reason is None and region is None and scale == 1.0 and turn == 1:
         return _passthrough(data, image, box, task.want_hash)
-    return _reencode(image, box, region, scale, reason, task.want_hash, options)
+    return _reencode(image, box, region, scale, reason, task.want_hash, options, turn)
 
 
 def _passthrough(data: bytes, image, box, want_hash: bool) -> Processed:
@@ -203,7 +273,10 @@ def _passthrough(data: bytes, image, box, want_hash: bool) -> Processed:
                      perceptual_hash(image) if want_hash else None, None)
 
 
-def _reencode(image, box, region, scale: float, reason, want_hash: bool, options: ImageOptions) -> Processed:
+def _reencode(image, box, region, scale: float, reason, want_hash: bool, options: ImageOptions,
+              turn: int = 1) -> Processed:
+    """Decode, crop and resize in the stored pixel grid, then turn the result upright (``turn``: the
+    EXIF orientation), its box with it."""
     from PIL import Image
 
     width, height = image.size
@@ -212,22 +285,25 @@ def _reencode(image, box, region, scale: float, reason, want_hash: bool, options
     image.load()
     factor = image.size[0] / width
     image = to_rgb(image)
-    phash = perceptual_hash(image) if want_hash else None
+    upright = image.transpose(TRANSPOSES[turn]) if turn != 1 else image
+    phash = perceptual_hash(upright) if want_hash else None
     left, top, right, bottom = region or (0, 0, width, height)
     if region:
         image = image.crop(tuple(int(round(v * factor)) for v in region))
     target = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
     if image.size != target:
         image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if turn != 1:
+        image = image.transpose(TRANSPOSES[turn])
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=options.jpeg_quality)
     if box is not None and region:
         x1, y1, x2, y2 = box
         box = (x1 - left, y1 - top, x2 - left, y2 - top)  # still 1-based inside the crop
-    reasons = [part for part in (reason, "cropped" if region else None,
-                                 "resized" if scale < 1.0 else None) if part]
-    return Processed(buffer.getvalue(), target[1], target[0],
-                     normalised_box(box, right - left, bottom - top), phash, ", ".join(reasons))
+    reasons = [part for part in (reason, "cropped" if region else None, "resized" if scale < 1.0 else None,
+                                 TURNED if turn != 1 else None) if part]
+    return Processed(buffer.getvalue(), image.size[1], image.size[0],
+                     turned_box(normalised_box(box, right - left, bottom - top), turn), phash, ", ".join(reasons))
 
 
 def process_batch(options: ImageOptions, tasks: List[ImageTask]) -> List[Result]:

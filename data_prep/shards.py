@@ -115,8 +115,8 @@ def write_shard(out: str, plan: ShardPlan, results: Iterator, inputs: ShardInput
             written.append(image_id)
             if result.phash is not None:
                 hashes[image_id] = result.phash
-            if result.converted:
-                converted[result.converted] = converted.get(result.converted, 0) + 1
+            for reason in (result.converted.split(", ") if result.converted else ()):
+                converted[reason] = converted.get(reason, 0) + 1
     sha256, size = file_digest(temporary)
     fs.rename(temporary, final)
     part = {"name": plan.name, "split": plan.split, "examples": len(written), "bytes": size,

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 from common import fs
 from common.errors import UserError
+from data_prep.images import is_photo_name, not_a_photo
 from data_prep.readers import Layout, ReadOptions, first_existing
 from data_prep.stanford_cars import class_rows, finish, listed_files, official_class_names, relative
 from data_prep.stanford_names import folder_key
@@ -27,7 +28,6 @@ from data_prep.table import DatasetTable
 
 IMAGE_ROOTS = ("car_data/car_data", "car_data", "")
 SPLITS = ("train", "test")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def _has_class_folders(path: str) -> bool:
@@ -112,10 +112,14 @@ def names_from_folders(image_root: str) -> Tuple[List[str], str]:
     return folders, "class folder names"
 
 
-def folder_images(base: str, prefix: str, folders: Dict[int, str]) -> List[str]:
-    """Relative paths of the image files in a split's class folders."""
-    return sorted(posixpath.join(prefix, folder, name) for folder in folders.values()
-                  for name in fs.listdir(fs.join(base, prefix, folder)) if name.lower().endswith(IMAGE_SUFFIXES))
+def folder_images(base: str, prefix: str, folders: Dict[int, str]) -> Tuple[List[str], List[dict]]:
+    """Relative paths of the photos in a split's class folders, and a rejection for every other file
+    (hidden files such as ``.DS_Store`` aside)."""
+    files = sorted(posixpath.join(prefix, folder, name) for folder in folders.values()
+                   for name in fs.listdir(fs.join(base, prefix, folder)) if not name.startswith("."))
+    others = [{"image_id": path, "stage": "read", "reason": not_a_photo(path)} for path in files
+              if not is_photo_name(path) and not fs.isdir(fs.join(base, path))]
+    return [path for path in files if is_photo_name(path)], others
 
 
 def split_records(base: str, image_root: str, split: str,
@@ -135,14 +139,16 @@ def split_records(base: str, image_root: str, split: str,
             folder = folders.get(record["class"], folder_for(class_names, record["class"]))
             record["image_path"] = posixpath.join(prefix, folder, record["fname"])
         listed = {record["image_path"] for record in records}
+        photos, others = folder_images(base, prefix, folders)
         unlisted = [{"image_id": path, "stage": "read", "reason": f"not in {posixpath.basename(csv_path)}: an "
                      "image in a class folder that the annotations do not list"}
-                    for path in folder_images(base, prefix, folders) if path not in listed]
-        return records, "annotated", unlisted
+                    for path in photos if path not in listed]
+        return records, "annotated", unlisted + [other for other in others if other["image_id"] not in listed]
     by_folder = {folder: class_id for class_id, folder in folders.items()}
+    photos, others = folder_images(base, prefix, folders)
     records = [{"image_path": path, "class": by_folder[posixpath.basename(posixpath.dirname(path))]}
-               for path in folder_images(base, prefix, folders)]
-    return records, "unknown", []
+               for path in photos]
+    return records, "unknown", others
 
 
 def folder_for(class_names: List[str], class_id: int) -> str:

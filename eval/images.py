@@ -1,9 +1,9 @@
 """Photos from users for ``eval.predict``: find them, read them, and say clearly what is wrong.
 
 A JPEG is decoded at the coarsest DCT scale that keeps at least the model's size on the short side,
-as the training pipeline decodes (and several times faster for camera-sized photos). Unlike the
-dataset images, a user's photo is turned upright from its EXIF orientation (phones store most
-photos rotated).
+as the training pipeline decodes (and several times faster for camera-sized photos). A photo is
+turned upright from its EXIF orientation (phones store most photos rotated), as the build turns the
+dataset's photos; the formats are the build's (``data_prep.images.PHOTO_SUFFIXES``), HEIC included.
 """
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from common import fs
-from data_prep.images import to_rgb
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from data_prep.images import PHOTO_SUFFIXES, check_heif, heif_available, is_photo_name, to_rgb
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +28,9 @@ def image_files(inputs: Sequence[str]) -> Tuple[List[str], List[Problem]]:
     files, problems = [], []
     for item in inputs:
         if fs.isdir(item):
-            found = [fs.join(item, name) for name in fs.walk_files(item) if name.lower().endswith(IMAGE_SUFFIXES)]
+            found = [fs.join(item, name) for name in fs.walk_files(item) if is_photo_name(name)]
             if not found:
-                problems.append(Problem(item, f"folder without images (looked for {', '.join(IMAGE_SUFFIXES)})"))
+                problems.append(Problem(item, f"folder without images (looked for {', '.join(PHOTO_SUFFIXES)})"))
             files += found
         elif fs.exists(item):
             files.append(item)
@@ -63,6 +61,8 @@ def load_image(path: str, size: int, max_megapixels: float = MAX_MEGAPIXELS) -> 
         data = fs.read_bytes(path)
     except OSError as error:
         raise ValueError(f"cannot read the file ({error.strerror or error})") from None
+    check_heif(path)
+    heif_available()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
@@ -79,7 +79,7 @@ def load_image(path: str, size: int, max_megapixels: float = MAX_MEGAPIXELS) -> 
     except Image.DecompressionBombError as error:
         raise ValueError(f"too large to decode ({error})") from None
     except UnidentifiedImageError:
-        raise ValueError("not an image (expected JPEG, PNG, BMP, GIF, WebP or TIFF)") from None
+        raise ValueError("not an image (expected a photo: JPEG, PNG, HEIC, WebP, GIF, BMP, TIFF, …)") from None
     except TooLarge:
         raise
     except (OSError, SyntaxError, ValueError) as error:

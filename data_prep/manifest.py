@@ -8,7 +8,7 @@ and the version and creation time. Later stages read heads and shard lists only 
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from common import fs
 from common.errors import UserError
@@ -54,6 +54,9 @@ def build_manifest(*, dataset: str, layout: str, heads: Dict[str, List[str]], sp
                      "unknown_label": -1},
         "heads": {head: vocabulary_entry(names) for head, names in heads.items()},
         "hierarchy": {"model": hierarchy},  # model class id → id of its make / type / year
+        # the heads whose class name every model name holds (Stanford Cars: make, type, year): what
+        # data_prep.verify checks the names against
+        "model_names_contain": named_in_models(heads, hierarchy),
         "splits": splits,
         "options": options,
         "rejected": rejected,
@@ -116,3 +119,43 @@ def data_differences(saved: dict, current: dict) -> List[str]:
         if records[0] != records[1]:
             differences.append(f"the records of the {split} split differ")
     return differences
+
+
+def _misnamed(models: List[str], names: List[str], parents: List[int]) -> List[Tuple[int, int]]:
+    """(model id, parent id) pairs of the hierarchy whose model name does not hold the parent's name."""
+    return [(model, parent) for model, parent in enumerate(parents)
+            if 0 <= parent < len(names) and model < len(models)
+            and names[parent].casefold() not in models[model].casefold()]
+
+
+def named_in_models(heads: Dict[str, List[str]], hierarchy: Dict[str, List[int]]) -> List[str]:
+    """The heads of ``hierarchy`` whose class name is part of every model name filed under it."""
+    models = heads.get("model", [])
+    return sorted(head for head, parents in hierarchy.items()
+                  if head in heads and any(parent >= 0 for parent in parents)
+                  and not _misnamed(models, heads[head], parents))
+
+
+def hierarchy_problems(manifest: dict, shown: int = 5) -> List[str]:
+    """Class names that disagree with the hierarchy: a model filed under a make (type, year) whose name
+    it does not hold, for the heads the build found in every model name (``model_names_contain``;
+    in older manifests, those most model names hold). Catches names swapped or edited by hand."""
+    if "model" not in manifest.get("heads", {}):
+        return []
+    models = head_names(manifest, "model")
+    problems = []
+    for head, parents in sorted(manifest.get("hierarchy", {}).get("model", {}).items()):
+        if head not in manifest["heads"]:
+            continue
+        names = head_names(manifest, head)
+        wrong = _misnamed(models, names, parents)
+        filed = sum(1 for parent in parents if parent >= 0)
+        expected = manifest.get("model_names_contain")
+        if (head in expected) if expected is not None else len(wrong) <= filed / 2:
+            problems += [f"hierarchy: model class {model} {models[model]!r} is filed under {head} {parent} "
+                         f"{names[parent]!r}, but its name does not contain that {head} (class names swapped "
+                         "or edited in the manifest?)" for model, parent in wrong[:shown]]
+            if len(wrong) > shown:
+                problems.append(f"hierarchy: … and {len(wrong) - shown} more model classes whose name does not "
+                                f"contain its {head}")
+    return problems

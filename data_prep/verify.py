@@ -2,7 +2,8 @@
 
 Checks per shard: present, size and sha256, record count; per record: parses with the schema,
 the JPEG decodes to the stored height × width with 3 channels, labels in ``-1 … num_classes-1``,
-box normalised and ordered, id unique across all splits; per split: example and class counts.
+box normalised and ordered, id unique across all splits; per split: example and class counts; the class
+names against the hierarchy (a model filed under a make whose name it does not hold).
 Exit status 0 only when everything agrees; every disagreement is printed.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 from common import fs
 from common.cli import quiet_tensorflow, run_main
 from data_prep import schema
-from data_prep.manifest import load_manifest
+from data_prep.manifest import hierarchy_problems, load_manifest
 from data_prep.shards import file_digest
 
 MAX_REPORTED = 20
@@ -109,7 +110,7 @@ def verify_dataset(folder: str) -> List[str]:
     """
     manifest = load_manifest(folder)
     heads = {head: entry["num_classes"] for head, entry in manifest["heads"].items()}
-    problems, record_problems, seen_ids = [], [], set()
+    problems, record_problems, seen_ids = hierarchy_problems(manifest), [], set()
     for split, entry in manifest["splits"].items():
         counts = {head: collections.Counter() for head in heads}
         for shard in entry["shards"]:

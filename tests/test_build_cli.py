@@ -93,3 +93,34 @@ def test_synthetic_is_deterministic(tmp_path):
     files = lambda base: {p.relative_to(base): p.read_bytes() for p in base.rglob("*") if p.is_file()  # noqa: E731
                           and p.suffix != ".mat"}  # .mat headers carry a creation time
     assert files(tmp_path / "a") == files(tmp_path / "b")
+
+
+@pytest.mark.parametrize("dataset", ["stanford_cars", "compcars"])
+def test_verify_checks_class_names_against_the_hierarchy(stanford_build, compcars_tree, tmp_path, dataset):
+    """Two model (or make) names swapped in the manifest keep every count right; the hierarchy the
+    manifest also holds (model → make, type, year) and the names themselves then disagree."""
+    import json
+    import shutil
+
+    from tests.helpers import build_options
+
+    if dataset == "stanford_cars":
+        out = tmp_path / "o"
+        shutil.copytree(stanford_build[0], out)
+    else:
+        out = tmp_path / "c"
+        build.build_dataset(build_options(compcars_tree[0], out, dataset="compcars", split="stratified"))
+    assert verify.verify_dataset(str(out)) == []  # the names as built follow the hierarchy
+    original = json.loads((out / "manifest.json").read_text())
+    names, makes = original["heads"]["model"]["names"], original["hierarchy"]["model"]["make"]
+    first = 0
+    other = next(index for index, make in enumerate(makes) if make != makes[first])
+    for head, (a, b) in (("model", (first, other)), ("make", (0, 1))):
+        manifest = json.loads(json.dumps(original))
+        entry = manifest["heads"][head]["names"]
+        entry[str(a)], entry[str(b)] = entry[str(b)], entry[str(a)]
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        problems = verify.verify_dataset(str(out))
+        assert any("does not contain that make" in problem and names[str(first)] in problem or head == "make"
+                   for problem in problems), problems
+        assert problems and all("hierarchy" in problem for problem in problems), problems

@@ -108,3 +108,47 @@ def test_resume_mutable_fields_are_marked_on_the_fields():
     assert changed_fields(base, moved) == []
     other = read_config("demo", ["optimizer.learning_rate=0.5", "schedule.warmup_epochs=2", "data.image_size=96"])
     assert changed_fields(base, other) == ["data.image_size", "optimizer.learning_rate", "schedule.warmup_epochs"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optimizer.learning_rate=.nan"], "optimizer.learning_rate: expected a finite number (received nan)"),
+    (["loss.gamma=.inf"], "loss.gamma: expected a finite number (received inf)"),
+    (["loss.head_weights={make: .nan}"], "loss.head_weights.make: expected a finite number"),
+    (["training.stages=[{epochs: 1, learning_rate: -0.5}]"],
+     "training.stages[0].learning_rate: expected a rate in (0, 10] (received -0.5)"),
+    (["schedule={name: step, drop_every: 0}"], "schedule.drop_every: expected 1 or more (received 0)"),
+    (["schedule={name: step, drop_at: [0, 3]}"], "schedule.drop_at: expected epochs of 1 or more"),
+    (["schedule={name: step, drop_factor: 0}"], "schedule.drop_factor: expected a factor in (0, 1]"),
+    (["schedule={name: plateau, factor: 1.5}"], "schedule.factor: expected a factor in (0, 1)"),
+    (["schedule={name: plateau, patience: -1}"], "schedule.patience: expected 0 or more"),
+    (["schedule={name: report004, peak_lr: 0}"], "schedule.peak_lr: expected a rate in (0, 10]"),
+    (["schedule={name: report004, warmup_divisor: 0}"], "schedule.warmup_divisor: expected more than 0"),
+    (["schedule={name: cosine, warmup_epochs: -2}"], "schedule.warmup_epochs: expected 0 or more"),
+    (["training.seed=-1"], "training.seed: expected an integer in [0, 4294967295] (received -1)"),
+    (["optimizer.scale_with_batch=true", "optimizer.base_batch_size=0"],
+     "optimizer.base_batch_size: expected 1 or more (received 0)"),
+    (["optimizer.clipnorm=0"], "optimizer.clipnorm: expected more than 0"),
+    (["training.early_stopping_patience=-3"], "training.early_stopping_patience: expected 0 or more"),
+    (["training.verbose=5"], "training.verbose: expected 0, 1 or 2 (received 5)"),
+])
+def test_numbers_are_checked_for_range_and_nan(overrides, message):
+    with pytest.raises(UserError) as error:
+        load_config("demo.yaml", overrides)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["training.evaluate_split=tset"], "training.evaluate_split: unknown split 'tset'; choose one of: test, train, val "
+                                       "(did you mean 'test'?)"),
+    (["loss.head_weights={colour: 1.0}"], "loss.head_weights: unknown head 'colour'; choose one of: make, model, "
+                                          "type, year"),
+    (["loss.per_head={colour: sigmoid_focal}"], "loss.per_head: unknown head 'colour'"),
+    (["data.val_split=validation"], "data.val_split: unknown split 'validation'"),
+    (["data.balance_head=colour", "data.class_balance=weights"], "data.balance_head: unknown head 'colour'"),
+])
+def test_every_key_names_something_that_exists(tiny_shards, overrides, message):
+    from training.plan import make_plan
+
+    with pytest.raises(UserError) as error:
+        make_plan(load_config("demo.yaml", [f"data.shards={tiny_shards}", "data.prepare=null"] + overrides))
+    assert message in str(error.value)

@@ -23,7 +23,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from common import backend, fs
-from common.errors import UserError
+from common.errors import UserError, describe_choices
 from data_prep.build import build_dataset
 from data_prep.integrity import require_shards
 from data_prep.manifest import MANIFEST, load_manifest, shard_paths
@@ -142,6 +142,7 @@ def make_plan(config: Config, distribution: Optional[Distribution] = None, shard
     if not shards.examples(config.data.train_split):
         raise UserError(f"data.train_split: the manifest has no {config.data.train_split!r} examples "
                         f"(splits: {', '.join(shards.manifest['splits'])})")
+    check_names(config, shards.manifest, heads)
     check_monitors(config, heads, shards.examples(config.data.val_split) > 0)
     distribution = distribution or choose_distribution(config.training.strategy, config.training.tpu,
                                                        config.training.multi_host)
@@ -152,6 +153,25 @@ def make_plan(config: Config, distribution: Optional[Distribution] = None, shard
                    pipeline_spec(config, shards, heads, image_size))
     require_shards(shards.folder, shards.manifest, plan.splits)
     return plan
+
+
+def check_names(config: Config, manifest: dict, heads: Dict[str, int]) -> None:
+    """Every split and head a configuration names exists in the data (checked before anything is
+    written: a misspelt split would skip the evaluation, a misspelt head weight would be ignored).
+    The default validation and evaluation splits may be absent: then there is none."""
+    splits = list(manifest["splits"])
+    defaults = {field.name: field.default for field in dataclasses.fields(type(config.data))}
+    for key, value, default in (("data.val_split", config.data.val_split, defaults["val_split"]),
+                                ("training.evaluate_split", config.training.evaluate_split, "test")):
+        if value and value not in splits and value != default:
+            raise UserError(f"{key}: " + describe_choices("split", value, splits))
+    named = [("loss.head_weights", head) for head in config.loss.head_weights]
+    named += [("loss.per_head", head) for head in config.loss.per_head]
+    if config.data.class_balance != "none":
+        named.append(("data.balance_head", config.data.balance_head))
+    for key, head in named:
+        if head not in heads:
+            raise UserError(f"{key}: " + describe_choices("head", head, heads))
 
 
 def load_shards(config: Config) -> Shards:

@@ -8,6 +8,7 @@ strategy is valid everywhere without touching this file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Sequence
 
@@ -38,17 +39,59 @@ def canonical(config: Config) -> Config:
     return dataclasses.replace(config, model=dataclasses.replace(config.model, head=HEADS.canonical(config.model.head)))
 
 
-def _range(where: str, value, low, high=None, expected: str = "") -> None:
+def _range(where: str, value, low, high=None, expected: str = "", above: bool = False, below: bool = False) -> None:
+    """``value`` within [low, high] (``above``/``below``: excluding that end); ``None`` is not checked."""
     if value is None:
         return
-    if value < low or (high is not None and value > high):
+    if (value <= low if above else value < low) or (high is not None and (value >= high if below else value > high)):
         raise UserError(f"{where}: expected {expected} (received {value!r})")
 
 
+RATE = dict(low=1e-12, high=10.0, expected="a rate in (0, 10]")
+SEEDS = 2 ** 32 - 1  # what keras.utils.set_random_seed (NumPy's generator) accepts
+# the schedules' numbers, by field name (a name means the same in every schedule that has it)
+SCHEDULE_RANGES = {
+    "warmup_epochs": dict(low=0, expected="0 or more"), "start_lr": RATE, "peak_lr": RATE,
+    "min_lr": dict(low=0.0, high=10.0, expected="a rate in [0, 10]"),
+    "warmup_divisor": dict(low=0.0, above=True, expected="more than 0"),
+    "decay_rate": dict(low=0.0, expected="0 or more"), "drop_every": dict(low=1, expected="1 or more"),
+    "drop_factor": dict(low=0.0, high=1.0, above=True, expected="a factor in (0, 1]"),
+    "factor": dict(low=0.0, high=1.0, above=True, below=True, expected="a factor in (0, 1)"),
+    "patience": dict(low=0, expected="0 or more"), "cooldown": dict(low=0, expected="0 or more"),
+    "min_delta": dict(low=0.0, expected="0 or more"),
+}
+
+
+def check_finite(value, where: str = "") -> None:
+    """Every number anywhere in the configuration is finite: a NaN compares false with every bound,
+    so it would pass the range checks and surface later as "training diverged"."""
+    if dataclasses.is_dataclass(value):
+        for field in dataclasses.fields(value):
+            check_finite(getattr(value, field.name), f"{where}.{field.name}" if where else field.name)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_finite(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{where}: expected a finite number (received {value})")
+
+
 def check_config(config: Config) -> None:
+    check_finite(config)
     check_data(config.data)
     check_model(config.model)
     check_training(config)
+    check_schedule(config.schedule)
+
+
+def check_schedule(schedule) -> None:
+    for field in dataclasses.fields(schedule):
+        if field.name in SCHEDULE_RANGES:
+            _range(f"schedule.{field.name}", getattr(schedule, field.name), **SCHEDULE_RANGES[field.name])
+    if any(epoch < 1 for epoch in getattr(schedule, "drop_at", ())):
+        raise UserError(f"schedule.drop_at: expected epochs of 1 or more (received {list(schedule.drop_at)})")
 
 
 def check_data(data) -> None:
@@ -92,9 +135,15 @@ def check_training(config: Config) -> None:
     if any(weight < 0 for weight in loss.head_weights.values()):
         raise UserError("loss.head_weights: weights must be 0 or more")
     OPTIMIZERS.get(optimizer.name)
-    _range("optimizer.learning_rate", optimizer.learning_rate, 1e-12, 10.0, "a rate in (0, 10]")
+    _range("optimizer.learning_rate", optimizer.learning_rate, **RATE)
     _range("optimizer.momentum", optimizer.momentum, 0.0, 0.9999, "a momentum in [0, 1)")
     _range("optimizer.weight_decay", optimizer.weight_decay, 0.0, expected="0 or more")
+    _range("optimizer.clipnorm", optimizer.clipnorm, 0.0, above=True, expected="more than 0")
+    if optimizer.scale_with_batch:
+        _range("optimizer.base_batch_size", optimizer.base_batch_size, 1, expected="1 or more")
+    _range("training.seed", training.seed, 0, SEEDS, f"an integer in [0, {SEEDS}]")
+    _range("training.early_stopping_patience", training.early_stopping_patience, 0, expected="0 or more")
+    _range("training.verbose", training.verbose, 0, 2, "0, 1 or 2")
     SCHEDULES.get(config.schedule.name)
     STRATEGIES.get(training.strategy)
     _range("training.epochs", training.epochs, 1, expected="1 or more")
@@ -111,4 +160,6 @@ def check_training(config: Config) -> None:
         TRAINABLE.get(stage.trainable, where=f"training.stages[{index}].trainable")
         if stage.optimizer is not None:
             OPTIMIZERS.get(stage.optimizer, where=f"training.stages[{index}].optimizer")
+        _range(f"training.stages[{index}].learning_rate", stage.learning_rate, **RATE)
+        _range(f"training.stages[{index}].unfreeze_blocks", stage.unfreeze_blocks, 0, expected="0 or more")
 

@@ -74,7 +74,7 @@ def test_form_notes_disagreeing_heads_and_unreadable_photos(tmp_path):
     form = FormFiller(Disagreeing(), min_confidence=0.0).fill([photo(tmp_path / "a.jpg", 20), str(broken)])
     assert form.photos == 1 and form.fields[0].value == "BMW"
     assert any("disagree" in note and "implies Ram" in note for note in form.notes)
-    assert form.problems == ["broken.jpg: not an image (expected JPEG, PNG, BMP, GIF, WebP or TIFF)"]
+    assert form.problems == ["broken.jpg: not an image (expected a photo: JPEG, PNG, HEIC, WebP, GIF, BMP, TIFF, …)"]
     assert "Skipped (could not be read)" in form.status()
 
     nothing = FormFiller(FakeRecogniser()).fill([str(broken)])

@@ -98,3 +98,40 @@ def test_a_resume_on_other_data_is_refused_before_anything_is_replaced(stanford_
     with pytest.raises(UserError, match=r"on other data: the classes of head make differ"):
         fit(tiny_config(renamed, training={"epochs": 2, "evaluate_split": None}), str(run))
     assert contents(run) == before
+
+
+def history_epochs(run):
+    return [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncated checkpoint", "deleted checkpoint", "empty state"])
+def test_a_damaged_last_epoch_resumes_from_the_one_before(tiny_shards, tmp_path, caplog, damage):
+    run = tmp_path / "run"
+    fit(tiny_config(tiny_shards, training={"epochs": 2, "evaluate_split": None}), str(run))
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    last = run / state["checkpoint"]
+    assert (run / "checkpoints" / "state.previous.json").is_file() and (run / "checkpoints" / "epoch-0001.keras").is_file()
+    if damage == "truncated checkpoint":
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    elif damage == "deleted checkpoint":
+        last.unlink()
+    else:
+        (run / "checkpoints" / "state.json").write_text("")
+    with caplog.at_level("WARNING", logger="training.run"):
+        fit(tiny_config(tiny_shards, training={"epochs": 3, "evaluate_split": None}), str(run))
+    assert any("resuming from the epoch before, 1" in record.getMessage() for record in caplog.records)
+    assert history_epochs(run) == ["1", "2", "3"]
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 3
+
+
+@pytest.mark.slow
+def test_with_no_good_epoch_left_the_resume_says_what_to_do(tiny_shards, tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(tiny_shards, training={"epochs": 1, "evaluate_split": None}), str(run))
+    (run / "checkpoints" / "state.json").write_text("{")
+    before = contents(run)
+    with pytest.raises(UserError, match=r"state.json is damaged \(empty, cut short or not a run state\), and no "
+                                        r"earlier epoch is kept to resume from: --overwrite trains"):
+        fit(tiny_config(tiny_shards, training={"epochs": 2, "evaluate_split": None}), str(run))
+    assert contents(run) == before

@@ -244,7 +244,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, "learning_rate": self.epoch_rate}
         row.update({key: float(value) for key, value in logs.items() if key != "learning_rate"})
         history = [item for item in self.state.history if item["epoch"] < epoch + 1] + [row]
-        checkpoint = self.run.checkpoint_name(epoch + 1)
+        checkpoint, previous = self.run.checkpoint_name(epoch + 1), self.state.checkpoint
         write = self.run.writer  # the other hosts keep the same state in memory, and write nothing
         if write:
             save_model_atomic(self.model, self.run.join(checkpoint))
@@ -261,7 +261,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if write:
             self.run.write_history(history)
             self.run.write_state(self.state)
-            self.run.remove_old_checkpoints(keep=checkpoint)
+            self.run.remove_old_checkpoints(keep=(checkpoint, previous))  # the previous epoch: a fallback
 
     def save_best(self, checkpoint: str) -> None:
         for name in self.best_names:

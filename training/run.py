@@ -10,7 +10,8 @@ runs/NAME/
   logs/              TensorBoard
   curves/<head>.png  training curves (accuracy and loss, train and validation)
   metrics.json       evaluation on the held-out split
-  checkpoints/       epoch-NNNN.keras + state.json (what a re-run resumes from)
+  checkpoints/       epoch-NNNN.keras + state.json (what a re-run resumes from), and the epoch before
+                     (its checkpoint + state.previous.json: the fallback when the last is damaged)
   .training-run      written first: the folder is this run's (training.fit refuses folders without it)
   .lock              while a fit writes the folder: its process id, host and start time
 ```
@@ -25,14 +26,20 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional
+import zipfile
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import keras
 
 from common import fs
+from common.errors import UserError
+
+LOG = logging.getLogger("training.run")
+PREVIOUS_STATE = "state.previous.json"  # the state before the last commit, kept with its checkpoint
 
 
 @dataclasses.dataclass
@@ -100,12 +107,43 @@ class RunDir:
         for folder in ("", "checkpoints", "curves", "logs"):
             fs.makedirs(self.join(folder) if folder else self.path)
 
+    @property
+    def previous_state_path(self) -> str:
+        return self.join("checkpoints", PREVIOUS_STATE)
+
+    def read_state(self, path: str, check_checkpoint: bool = True) -> Tuple[Optional[RunState], str]:
+        """(state, "") when ``path`` holds a state (whose checkpoint is intact), else (None, why not)."""
+        if not fs.exists(path):
+            return None, "is missing"
+        try:
+            state = RunState.from_json(fs.read_text(path))
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+            return None, "is damaged (empty, cut short or not a run state)"
+        if check_checkpoint and state.checkpoint and not intact_archive(self.join(state.checkpoint)):
+            return None, f"points at {state.checkpoint}, which is damaged or missing"
+        return state, ""
+
     def load_state(self) -> Optional[RunState]:
-        if not fs.exists(self.state_path):
+        """The committed state; when it or its checkpoint is damaged or missing, the one before it
+        (kept with the previous epoch's checkpoint), said in one line; ``None`` for a run without one."""
+        state, why = self.read_state(self.state_path)
+        if state is not None:
+            return state
+        previous, _ = self.read_state(self.previous_state_path)
+        if previous is not None:
+            LOG.warning("checkpoints/state.json %s; resuming from the epoch before, %d", why, previous.epoch)
+            return previous
+        if why == "is missing" and not fs.exists(self.previous_state_path):
             return None
-        return RunState.from_json(fs.read_text(self.state_path))
+        raise UserError(f"{self.state_path} {why}, and no earlier epoch is kept to resume from: --overwrite "
+                        "trains the run again from scratch (its model.keras and history.csv are still there), "
+                        "or choose another --out")
 
     def write_state(self, state: RunState) -> None:
+        """Commit ``state``; the state of the epoch before is kept as the previous one (a fallback)."""
+        committed = self.read_state(self.state_path, check_checkpoint=False)[0]
+        if committed is not None and committed.epoch != state.epoch:
+            copy_atomic(self.state_path, self.previous_state_path)
         fs.write_text_atomic(self.state_path, state.to_json())
 
     def write_history(self, rows: List[dict]) -> None:
@@ -117,11 +155,22 @@ class RunDir:
         writer.writerows(rows)
         fs.write_text_atomic(self.join("history.csv"), buffer.getvalue())
 
-    def remove_old_checkpoints(self, keep: str) -> None:
+    def remove_old_checkpoints(self, keep: Sequence[Optional[str]]) -> None:
         folder = self.join("checkpoints")
         for name in fs.listdir(folder):
-            if name.endswith(".keras") and f"checkpoints/{name}" != keep:
+            if name.endswith(".keras") and f"checkpoints/{name}" not in keep:
                 fs.remove(fs.join(folder, name))
+
+
+def intact_archive(path: str) -> bool:
+    """Whether a ``.keras`` file (a zip archive) is there and whole: every member's checksum holds."""
+    if not fs.exists(path):
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(fs.read_bytes(path)) if fs.is_remote(path) else path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
 
 
 def save_model_atomic(model, path: str) -> None:

@@ -28,6 +28,19 @@ def _gfile():
     return tf.io.gfile
 
 
+def undecodable(name: str) -> bool:
+    """Whether a file name (as ``os.listdir`` gives it) holds bytes that are not UTF-8: such a name
+    cannot be written to the manifest or a CSV file, or matched with an annotation."""
+    return any("\udc80" <= char <= "\udcff" for char in name)
+
+
+def printable_name(name: str) -> str:
+    """``name`` with its non-UTF-8 bytes written as ``\\xNN`` (what a report can show)."""
+    if not undecodable(name):
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def join(base: str, *parts: str) -> str:
     """Join path parts; remote paths always use ``/``."""
     if is_remote(base):

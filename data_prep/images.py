@@ -75,11 +75,13 @@ TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 
 
 def is_photo_name(name: str) -> bool:
-    return name.lower().endswith(PHOTO_SUFFIXES)
+    return name.lower().endswith(PHOTO_SUFFIXES) and not fs.undecodable(name)
 
 
 def not_a_photo(name: str) -> str:
     """The reason a file that is not a photo is skipped (listed in rejected.csv)."""
+    if fs.undecodable(name):
+        return "its file name is not valid UTF-8 (shown with \\xNN for those bytes): rename the file"
     suffix = "." + name.rsplit(".", 1)[1].lower() if "." in name.lstrip(".") else "no suffix"
     return f"not a photo ({suffix}); photos are read in these formats: {', '.join(PHOTO_SUFFIXES)}"
 

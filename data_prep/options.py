@@ -13,6 +13,9 @@ from data_prep.splits import SPLITTERS
 
 LABEL_CONFLICT_ACTIONS = ("report", "drop", "keep")
 # Options that do not change what is written: a re-run may change them and still resume.
+# the declared type of each option → (accepted Python types, the words an error uses)
+OPTION_TYPES = {"str": (str, "text"), "int": (int, "a whole number"), "float": ((int, float), "a number"),
+                "bool": (bool, "true or false")}
 RUNTIME_ONLY = ("out", "workers", "max_reject_fraction", "accept_rejects", "overwrite", "progress")
 
 
@@ -49,6 +52,7 @@ class BuildOptions:
 
     def resolved(self) -> "BuildOptions":
         """Fill dataset defaults and validate every field (errors name the flag and the rule)."""
+        self.check_types()
         spec = DATASETS.get(self.dataset)
         split = SPLITTERS.canonical(self.split or spec.default_split)
         method = SPLITTERS.get(split)
@@ -65,7 +69,21 @@ class BuildOptions:
         resolved.validate()
         return resolved
 
+    def check_types(self) -> None:
+        """Each field holds a value of its declared type (a notebook may pass ``max_side='320'``)."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            optional = field.type.startswith("Optional[")
+            kind = field.type[len("Optional["):-1] if optional else field.type
+            if (value is None and optional) or isinstance(value, OPTION_TYPES[kind][0]) and not (
+                    isinstance(value, bool) and kind != "bool"):
+                continue
+            flag = "--" + field.name.replace("_", "-")
+            raise UserError(f"{field.name} ({flag}): expected {OPTION_TYPES[kind][1]}"
+                            f"{' or None' if optional else ''} (received {value!r}, {type(value).__name__})")
+
     def validate(self) -> None:
+        self.check_types()
         checks = [
             (0 <= self.val_fraction < 1, "--val-fraction", "a fraction in [0, 1)", self.val_fraction),
             (0 <= self.test_fraction < 1, "--test-fraction", "a fraction in [0, 1)", self.test_fraction),

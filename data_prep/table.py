@@ -23,6 +23,8 @@ from typing import Dict, Iterable, List
 
 import pandas as pd
 
+from common import fs
+
 COLUMNS = (
     "image_path", "image_id", "source_split", "make", "model", "model_name", "year", "type",
     "viewpoint", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class_id",
@@ -63,8 +65,10 @@ def make_table(rows: Iterable[dict]) -> pd.DataFrame:
 
 
 def make_rejects(rows: Iterable[dict] = ()) -> pd.DataFrame:
-    """A rejection table (``image_id``, ``stage``, ``reason``)."""
-    return pd.DataFrame(list(rows), columns=list(REJECT_COLUMNS))
+    """A rejection table (``image_id``, ``stage``, ``reason``); ids shown printable (non-UTF-8 bytes as ``\\xNN``)."""
+    frame = pd.DataFrame(list(rows), columns=list(REJECT_COLUMNS))
+    frame["image_id"] = [fs.printable_name(str(image_id)) for image_id in frame["image_id"]]
+    return frame
 
 
 def check_unique_ids(frame: pd.DataFrame) -> None:

@@ -14,7 +14,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from common import fs
-from data_prep.images import PHOTO_SUFFIXES, check_heif, heif_available, is_photo_name, to_rgb
+from data_prep.images import PHOTO_SUFFIXES, check_heif, heif_available, is_photo_name, not_a_photo, to_rgb
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +28,15 @@ def image_files(inputs: Sequence[str]) -> Tuple[List[str], List[Problem]]:
     files, problems = [], []
     for item in inputs:
         if fs.isdir(item):
-            found = [fs.join(item, name) for name in fs.walk_files(item) if is_photo_name(name)]
-            if not found:
+            names = list(fs.walk_files(item))
+            found = [fs.join(item, name) for name in names if is_photo_name(name)]
+            misnamed = [Problem(fs.printable_name(fs.join(item, name)), not_a_photo(name))
+                        for name in names if fs.undecodable(name)]
+            if not found and not misnamed:
                 problems.append(Problem(item, f"folder without images (looked for {', '.join(PHOTO_SUFFIXES)})"))
-            files += found
+            files, problems = files + found, problems + misnamed
+        elif fs.exists(item) and fs.undecodable(item):
+            problems.append(Problem(fs.printable_name(item), not_a_photo(item)))
         elif fs.exists(item):
             files.append(item)
         else:

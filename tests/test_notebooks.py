@@ -118,6 +118,9 @@ def test_notebook_helpers_detect_the_platform_and_explain_mistakes(tmp_path, mon
         nb.project_root(str(tmp_path))
     with pytest.raises(UserError, match=r"unknown option\(s\) max_sides; expected some of .*max_side"):
         nb.prepare_shards("stanford_cars", str(tmp_path), str(tmp_path / "shards"), max_sides=320)
+    with pytest.raises(UserError, match=r"max_side \(--max-side\): expected a whole number or None \(received '320'"):
+        nb.prepare_shards("stanford_cars", str(tmp_path), str(tmp_path / "shards"), max_side="320")
+    assert not (tmp_path / "shards").exists()
     with pytest.raises(UserError, match="no figures/ folder"):
         nb.report_figures(str(tmp_path))
 

@@ -114,3 +114,24 @@ def test_the_build_says_how_many_photos_it_turned(tmp_path, capsys):
     manifest = build_dataset(build_options(tmp_path / "raw", tmp_path / "out", split="stratified"))
     assert manifest["conversions"].get("turned upright") == 2
     assert "turned upright (EXIF orientation): 2" in capsys.readouterr().out
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_not_a_traceback(tmp_path, capsys):
+    """os.listdir gives such a name with surrogates; writing it to rejected.csv ended in UnicodeEncodeError."""
+    from eval.images import image_files
+
+    folder = class_folder_tree(tmp_path / "raw")
+    source = next(folder.glob("*.jpg"))
+    misnamed = os.path.join(os.fsencode(folder), b"caf\xe9 photo.jpg")
+    with open(misnamed, "wb") as handle:
+        handle.write(source.read_bytes())
+    out = tmp_path / "out"
+    manifest = build_dataset(build_options(tmp_path / "raw", out, split="stratified", max_reject_fraction=0.5))
+    rejected = (out / "rejected.csv").read_text(encoding="utf-8")
+    assert manifest["rejected"]["count"] == 1
+    assert "caf\\xe9 photo.jpg,read,its file name is not valid UTF-8" in rejected and "rename the file" in rejected
+    assert "not valid UTF-8" in capsys.readouterr().out
+    found, problems = image_files([str(folder), os.fsdecode(misnamed)])  # eval.predict: a folder and the file
+    assert len(found) == len(list(folder.glob("*.jpg"))) - 1 and all(os.path.exists(path) for path in found)
+    assert [problem.path.endswith("caf\\xe9 photo.jpg") for problem in problems] == [True, True]
+    assert all("not valid UTF-8" in problem.reason for problem in problems)

@@ -65,6 +65,16 @@ def test_report_spaces_map_onto_configs(tiny_shards):
     ("hyperparameters: {units: {int: [8, 16]}}\nderived: {model.trunk_units: '[units.__class__]'}",
      "is not allowed"),
     ("hyperparameters: {units: {int: [8, 16]}}", "would change nothing"),
+    ("hyperparameters: {units: {int: [8, 16]}}\nderived: {model.trunk_units: '[units] * 100000000000'}",
+     "'[units] * 100000000000' fails at units=8: it makes a list of 100000000000 items (at most 1000)"),
+    ("hyperparameters: {units: {int: [0, 16]}}\nderived: {model.trunk_units: '[64 // units]'}",
+     "'[64 // units]' fails at units=0: integer division or modulo by zero"),
+    ("hyperparameters: {units: {int: [8, 16]}}\nderived: {model.trunk_units: '[units] + 2'}",
+     "fails at units=8: can only concatenate list"),
+    ("hyperparameters: {units: {int: [8, 16]}}\nderived: {model.trunk_units: '[max() + units]'}",
+     "'[max() + units]' fails at units=8: max expected at least 1 argument"),
+    ("hyperparameters: {units: {int: [8, 16]}}\nderived: {model.trunk_units: '" + "-" * 100000 + "units'}",
+     "is not valid arithmetic"),
     ("hyperparameters: {units: {range: [8, 16]}}", "exactly one of choice / int / float"),
 ])
 def test_bad_spaces_are_refused_before_training(tiny_shards, tmp_path, text, message):

@@ -204,13 +204,32 @@ _FUNCTIONS = {"int": int, "round": round, "max": max, "min": min}
 def expression_names(expression: str) -> set:
     try:
         tree = ast.parse(expression, mode="eval")
-    except SyntaxError:
-        raise UserError(f"space: derived expression {expression!r} is not valid arithmetic") from None
+    except (SyntaxError, RecursionError, MemoryError):  # the last two: nested too deep to parse
+        raise UserError(f"space: derived expression {_shown(expression)} is not valid arithmetic") from None
     return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in _FUNCTIONS}
 
 
+def _shown(expression: str, limit: int = 80) -> str:
+    return repr(expression if len(expression) <= limit else expression[:limit] + "…")
+
+
+MAX_LIST = 1000  # a derived list is a layer list or similar: longer is a mistake, not a model
+
+
+def _operate(op, left, right):
+    """One binary operation; a list repeated past ``MAX_LIST`` items is refused before it is made."""
+    lists = [side for side in (left, right) if isinstance(side, list)]
+    if lists and type(op) is ast.Mult:
+        times = right if lists[0] is left else left
+        if isinstance(times, int) and not isinstance(times, bool) and len(lists[0]) * times > MAX_LIST:
+            raise ValueError(f"it makes a list of {len(lists[0]) * times} items (at most {MAX_LIST})")
+    return _OPERATORS[type(op)](left, right)
+
+
 def evaluate(expression: str, values: Dict[str, object]):
-    """Evaluate numbers, hyperparameter names, + - * / //, lists and int/round/max/min — nothing else."""
+    """Evaluate numbers, hyperparameter names, + - * / //, lists and int/round/max/min — nothing else.
+    Every failure (division by zero, a list grown past ``MAX_LIST``, mixing a list and a number, an
+    expression nested too deep) is one :class:`UserError` naming the expression and the values."""
 
     def visit(node):
         if isinstance(node, ast.Expression):
@@ -222,14 +241,21 @@ def evaluate(expression: str, values: Dict[str, object]):
         if isinstance(node, (ast.List, ast.Tuple)):
             return [visit(element) for element in node.elts]
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-            return _OPERATORS[type(node.op)](visit(node.left), visit(node.right))
+            return _operate(node.op, visit(node.left), visit(node.right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
             return _OPERATORS[type(node.op)](visit(node.operand))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
             return _FUNCTIONS[node.func.id](*[visit(argument) for argument in node.args])
-        raise UserError(f"space: derived expression {expression!r}: {ast.dump(node)[:60]} is not allowed")
+        raise UserError(f"space: derived expression {_shown(expression)}: {ast.dump(node)[:60]} is not allowed")
 
-    return visit(ast.parse(expression, mode="eval"))
+    try:
+        return visit(ast.parse(expression, mode="eval"))
+    except (ArithmeticError, TypeError, ValueError, RecursionError, MemoryError) as error:
+        used = ", ".join(f"{name}={value!r}" for name, value in sorted(values.items())
+                         if name in expression_names(expression))
+        reason = str(error) or type(error).__name__
+        raise UserError(f"space: derived expression {_shown(expression)} fails at {used or 'its constants'}: "
+                        f"{reason}") from None
 
 
 # --- applying to a configuration ---------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 from common.cli import run_main
 from common.errors import UserError
 from eval.images import load_image
+from eval.loading import MODEL_HELP
 from eval.predict import Recogniser, implied_make, top_k
 
 # the listing form's fields, in order: (head, label)
@@ -224,7 +225,7 @@ def launch(app, limits: Limits, host: str = "127.0.0.1", port: int = 7860, share
 
 def parse_args(argv: Optional[Sequence[str]]):
     parser = argparse.ArgumentParser(prog="python -m eval.app", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help=".keras, .h5, .tflite or SavedModel folder")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")
     parser.add_argument("--min-confidence", type=float, default=0.5,
                         help="below this a field is left empty and the page says so (default 0.5)")

@@ -16,6 +16,7 @@ from common import fs
 from common.cli import run_main
 from common.errors import UserError
 from eval.compare import config_name
+from eval.datasource import output_folder
 from eval.figures import pyplot, save_figure
 from training.plots import plot_curves, read_history
 
@@ -77,12 +78,8 @@ def draw(runs: Sequence[str], out: Optional[str] = None) -> List[str]:
         histories[label] = read_run(folder)
     if len(runs) == 1:
         rows = next(iter(histories.values()))
-        target = out or fs.join(runs[0], "curves")
-        fs.makedirs(target)
-        return plot_curves(rows, heads_of(rows), target)
-    target = out or "curves_comparison"
-    fs.makedirs(target)
-    return overlay(histories, target)
+        return plot_curves(rows, heads_of(rows), output_folder(out, fs.join(runs[0], "curves")))
+    return overlay(histories, output_folder(out, "curves_comparison"))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -34,6 +34,29 @@ class DataSource:
         return self.shards
 
 
+def output_folder(out: Optional[str], default: str, flag: str = "--out") -> str:
+    """Where a command writes: ``out`` when given, proved writable now (before any long work);
+    otherwise ``default`` (beside the model); when the model's folder is read-only (a dataset attached
+    on Kaggle, a shared drive), the same name in the working folder, said in one line."""
+    if out:
+        fs.ensure_writable_folder(out, flag)
+        return out
+    try:
+        fs.ensure_writable_folder(default, flag)
+        return default
+    except UserError:
+        if fs.is_remote(default):
+            raise
+    here = os.path.join(os.getcwd(), f"{os.path.basename(parent(default))}_{os.path.basename(default)}")
+    try:
+        fs.ensure_writable_folder(here, flag)
+    except UserError:
+        raise UserError(f"{flag}: neither {parent(default)} (the model's folder) nor the working folder "
+                        f"{os.getcwd()} can be written; choose a folder you can write to with {flag}") from None
+    print(f"{parent(default)} cannot be written (read-only?): writing to {here} instead ({flag} chooses)")
+    return here
+
+
 def model_folders(model_path: str) -> List[str]:
     """The model's folder and its parent (a SavedModel folder inside an export or run folder)."""
     folder = model_path.rstrip("/") if fs.isdir(model_path) else parent(model_path)

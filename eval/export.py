@@ -25,7 +25,7 @@ from common import fs
 from common.cli import run_main
 from common.errors import UserError
 from common.registry import Registry
-from eval.datasource import model_folders, class_names, find_data, model_to, parent
+from eval.datasource import model_folders, class_names, find_data, model_to, output_folder, parent
 from eval.loading import INPUT_NAME, MODEL_INFO, SERVING_KEY, load_predictor, prepare_images, tflite_info_path
 from training.run import copy_atomic
 
@@ -220,9 +220,11 @@ def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = Fal
     kind = EXPORTS.get(fmt)
     if quantize and not kind.quantizable:
         raise UserError(f"--quantize: only for --format tflite (a {fmt} export keeps float weights)")
-    target = out or default_out(model, fmt, quantize)
     if not fs.exists(model):
         raise UserError(f"--model: {model!r} does not exist")
+    target = out or default_out(model, fmt, quantize)
+    if not out:  # beside the model, or in the working folder when the model's folder is read-only
+        target = fs.join(output_folder(None, parent(target)), os.path.basename(target))
     kind.check(model, target)
     predictor = load_predictor(model)
     if predictor.kind == "tflite" or (predictor.kind == "savedmodel" and fmt == "savedmodel"):
@@ -234,7 +236,7 @@ def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = Fal
     copy_run_files(model, kind.run_files_folder(target))
     result = {"path": target, "format": fmt, "quantized": quantize, "bytes": _size(target)}
     if check:
-        result["check"] = compare(predictor, load_predictor(target), predictor.image_size)
+        result["check"] = compare(predictor, load_predictor(target, written_here=True), predictor.image_size)
         limit = None if quantize else TOLERANCE
         if limit is not None and result["check"]["max_abs_difference"] > limit:
             raise UserError(f"the export at {target} predicts differently from {model}: largest probability "

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import os
+import sys
 import zipfile
 from typing import Callable, Dict, Optional
 
@@ -111,7 +112,7 @@ def input_pixels(model_path: str) -> Optional[str]:
 
 
 def _keras(path: str) -> Predictor:
-    model = keras.models.load_model(path, compile=False)
+    model = keras.models.load_model(path, compile=False, safe_mode=True)  # no code from the file runs
     size, pixels = int(model.input_shape[1]), input_pixels(path)
     predict = keras_predict(model, size, pixels)
     return Predictor(path, "keras", _output_heads(model), size, predict, model, pixels)
@@ -126,6 +127,14 @@ def _info(path: str) -> dict:
         return {"heads": {str(k): int(v) for k, v in info["heads"].items()}, "image_size": int(info["image_size"])}
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"--model: {path} is not a model description written by eval.export ({error})") from None
+
+
+# what --model accepts, for every command's help: a SavedModel is a program, not only weights
+MODEL_HELP = (".keras (preferred: loaded in Keras' safe mode), .h5, .tflite or a SavedModel folder. A SavedModel "
+              "is a program: loading it runs the graph it holds, which can read and write files; load only "
+              "SavedModels you trust")
+SAVEDMODEL_NOTE = ("note: {path} is a SavedModel: its own graph runs here (it can read and write files); load only "
+                   "SavedModels you trust, or the .keras file it was exported from")
 
 
 def _savedmodel(path: str) -> Predictor:
@@ -187,9 +196,12 @@ def finite_outputs(path: str, predict: Callable[[np.ndarray], Dict[str, np.ndarr
     return checked
 
 
-def load_predictor(path: str, threads: Optional[int] = None) -> Predictor:
+def load_predictor(path: str, threads: Optional[int] = None, written_here: bool = False) -> Predictor:
     """Load ``path`` whatever it is; a clear error for a missing, unknown or damaged model, and for a
-    model whose outputs are not numbers (checked on a blank image now, and on every batch)."""
+    model whose outputs are not numbers (checked on a blank image now, and on every batch). Loading a
+    SavedModel says that its graph runs (unless this process has just written it: ``written_here``)."""
+    if not written_here and fs.isdir(path) and model_format(path) == "savedmodel":
+        print(SAVEDMODEL_NOTE.format(path=path), file=sys.stderr)
     predictor = _load(path, threads)
     predictor.predict = finite_outputs(path, predictor.predict)
     predictor.predict(np.zeros((1, predictor.image_size, predictor.image_size, 3), np.uint8))

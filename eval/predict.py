@@ -18,7 +18,7 @@ from common.cli import run_main
 from common.errors import UserError
 from eval.datasource import check_heads, class_names, find_data, model_to
 from eval.images import Problem, image_files, load_image
-from eval.loading import load_predictor
+from eval.loading import MODEL_HELP, load_predictor
 from eval.metrics import derived_probs
 
 FORMATS = ("table", "json", "csv")
@@ -120,7 +120,7 @@ def render(rows: List[dict], problems, heads: Sequence[str], style: str, k: int)
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.predict", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help=".keras, .h5, .tflite or SavedModel folder")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")
     parser.add_argument("--top-k", type=int, default=3)

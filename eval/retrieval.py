@@ -23,7 +23,7 @@ from sklearn.neighbors import NearestNeighbors
 from common import fs
 from common.cli import run_main
 from common.errors import UserError
-from eval.datasource import check_heads, class_names, find_data, parent, training_config
+from eval.datasource import check_heads, class_names, find_data, output_folder, parent, training_config
 from eval.figures import pyplot, save_figure
 from eval.loading import keras_predict, load_keras_model
 from eval.report import markdown_table, save_json
@@ -102,21 +102,22 @@ def retrieve(model: str, data: Optional[str] = None, ks: Sequence[int] = (13,), 
         raise UserError(f"--head: the model has no head {head!r}; it has {', '.join(heads)}")
     for name in (fit_split, split):
         check_split(source.manifest, name)
+    out = output_folder(out, default_out(model, split))
     config, embed = training_config(model), embedder(predictor, layer)
     gallery, gallery_labels, gallery_ids, _ = embed_split(predictor, embed, source, fit_split, head, batch_size, config)
     queries, labels, query_ids, query_images = embed_split(predictor, embed, source, split, head, batch_size, config,
                                                            keep=examples)
     if normalize == "l2":
         gallery, queries = l2_normalize(gallery), l2_normalize(queries)
+    ks = used_ks(ks, len(gallery), fit_split)
     nearest = neighbours(gallery, queries, max(ks), metric)
     classes = source.manifest["heads"][head]["num_classes"]
     by_k = [{"k": k, **scores(labels, vote(gallery_labels[nearest[:, :k]], classes), classes)} for k in ks]
     names = class_names(source.manifest, [head])[head]
     predicted = vote(gallery_labels[nearest[:, :ks[0]]], classes)
-    out = out or default_out(model, split)
     settings = {"k": list(ks), "metric": metric, "normalize": normalize, "layer": layer, "head": head,
                 "gallery_split": fit_split, "gallery_size": int(len(gallery)), "dimensions": int(gallery.shape[1])}
-    metrics = {"model": model, "split": split, "retrieval": settings, "heads": {head: by_k[0]}, "by_k": by_k,
+    metrics = {"out": out, "model": model, "split": split, "retrieval": settings, "heads": {head: by_k[0]}, "by_k": by_k,
                "examples": int(len(labels))}
     write_outputs(out, metrics, names, labels, predicted, nearest, query_ids, gallery_ids, gallery_labels)
     shown = min(examples, 0 if query_images is None else len(query_images))
@@ -135,6 +136,16 @@ def _check_choices(ks: Sequence[int], metric: str, normalize: str) -> None:
         raise UserError(f"--metric: expected one of {', '.join(DISTANCES)} (received {metric!r})")
     if normalize not in NORMALIZATIONS:
         raise UserError(f"--normalize: expected one of {', '.join(NORMALIZATIONS)} (received {normalize!r})")
+
+
+def used_ks(ks: Sequence[int], gallery_size: int, gallery_split: str) -> List[int]:
+    """The k values a gallery of ``gallery_size`` allows (a larger k is that size), said in one line."""
+    used = list(dict.fromkeys(min(k, gallery_size) for k in ks))  # the order given: the first k votes
+    larger = sorted(k for k in set(ks) if k > gallery_size)
+    if larger:
+        print(f"--k {', '.join(map(str, larger))}: more than the {gallery_size} {gallery_split} images of the "
+              f"gallery; k={gallery_size} is used instead")
+    return used
 
 
 def default_out(model_path: str, split: str) -> str:
@@ -218,10 +229,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.batch_size < 1 or args.examples < 0:
         raise UserError("--batch-size: expected 1 or more; --examples: expected 0 or more "
                         f"(received {args.batch_size}, {args.examples})")
-    out = args.out or default_out(args.model, args.split)
     metrics = retrieve(args.model, args.data, args.k, args.metric, args.normalize, args.head, args.fit_split,
-                       args.split, args.layer, args.batch_size, out, args.examples)
-    print_summary(metrics, out)
+                       args.split, args.layer, args.batch_size, args.out, args.examples)
+    print_summary(metrics, metrics["out"])
     return 0
 
 

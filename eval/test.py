@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 from common import fs
 from common.cli import run_main
 from common.errors import UserError
-from eval.datasource import check_heads, class_names, find_data, model_to, training_config
-from eval.loading import load_predictor
+from eval.datasource import check_heads, class_names, find_data, model_to, output_folder, training_config
+from eval.loading import MODEL_HELP, load_predictor
 from eval.metrics import head_metrics, hierarchy_metrics
 from eval.report import print_summary, save_json, write_predictions, write_report
 from eval.run_data import check_split, predict_split
@@ -34,6 +34,7 @@ def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: O
     source = find_data(model, data)
     heads = check_heads(predictor.heads, source.manifest)
     check_split(source.manifest, split)
+    out = output_folder(out, default_out(model, split, tta))
     result = predict_split(predictor, source.require_shards(), source.manifest, split, batch_size, tta,
                            training_config(model))
     names = class_names(source.manifest, heads)
@@ -44,12 +45,11 @@ def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: O
         raise UserError(f"--split: no image of {split!r} has a known label for {', '.join(heads)}")
     mappings = {head: model_to(source.manifest, head) for head in heads if model_to(source.manifest, head)}
     hierarchy = hierarchy_metrics(result["probs"], result["labels"], mappings)
-    out = out or default_out(model, split, tta)
     title = (f"{os.path.basename(os.path.normpath(model))} on {split} ({len(result['ids'])} images"
              f"{', mirrored-image TTA' if tta else ''})")
     metrics = write_report(out, title, per_head, hierarchy, names)
     write_predictions(fs.join(out, "predictions.csv"), result, names)
-    metrics.update({"model": model, "kind": predictor.kind, "data": source.shards, "split": split,
+    metrics.update({"out": out, "model": model, "kind": predictor.kind, "data": source.shards, "split": split,
                     "examples": len(result["ids"]), "tta": tta, "title": title,
                     "unlabelled_heads": unlabelled})
     save_json(fs.join(out, "metrics.json"), metrics)
@@ -58,7 +58,7 @@ def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: O
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.test", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help=".keras, .h5, .tflite or SavedModel folder")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")
     parser.add_argument("--split", default="test", help="the split evaluated (default: test)")
     parser.add_argument("--out", help="report folder (default: eval_<model>_<split> next to the model)")
@@ -68,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected 1 or more (received {args.batch_size})")
     metrics = evaluate(args.model, args.data, args.split, args.out, args.tta, args.batch_size)
-    print_summary(metrics["title"], metrics, args.out or default_out(args.model, args.split, args.tta))
+    print_summary(metrics["title"], metrics, metrics["out"])
     return 0
 
 

@@ -30,7 +30,7 @@ from data_prep.options import BuildOptions
 from data_prep.synthetic import GROUND_TRUTH, generate
 from eval.curves import draw
 from eval.report import print_summary
-from eval.test import default_out, evaluate as run_evaluation
+from eval.test import evaluate as run_evaluation
 from training.config import read_config
 from training.distribute import choose_distribution, global_batch_size, tpu_hints
 from training.trainer import fit
@@ -200,10 +200,9 @@ def evaluate(model: str, show: bool = True, **options) -> dict:
     """``python -m eval.test`` in-process (``options``: data, split, out, tta, batch_size); shows the
     report's tables and figures inline."""
     metrics = run_evaluation(model, **options)
-    out = options.get("out") or default_out(model, options.get("split", "test"), options.get("tta", False))
-    print_summary(metrics["title"], metrics, out)
+    print_summary(metrics["title"], metrics, metrics["out"])
     if show:
-        show_report(out)
+        show_report(metrics["out"])
     return metrics
 
 

@@ -90,7 +90,7 @@ def test_every_output_file_is_well_formed(evaluated, tiny_shards):
 
 
 @pytest.mark.slow
-def test_keras_h5_savedmodel_and_tflite_predict_alike(trained, tmp_path):
+def test_keras_h5_savedmodel_and_tflite_predict_alike(trained, tmp_path, capsys):
     """Every model format (and every export format) predicts what the .keras model predicts."""
     from eval.export import EXPORTS, export
     from eval.loading import MODEL_FORMATS, load_predictor
@@ -112,6 +112,9 @@ def test_keras_h5_savedmodel_and_tflite_predict_alike(trained, tmp_path):
         outputs = predictor.predict(images)
         for head in reference:
             np.testing.assert_allclose(outputs[head], reference[head], atol=tolerance, err_msg=f"{path} {head}")
+    err = capsys.readouterr().err  # a SavedModel's graph runs when loaded: said each time, once
+    assert err.count(f"note: {tmp_path / 'sm'} is a SavedModel: its own graph runs here") == 1
+    assert err.count("its own graph runs here") == 1  # the .keras, .h5 and .tflite files: no note
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["image_size"] == SIZE and len(info["classes"]["model"]) == 8 and info["input"] == "images"
     assert (tmp_path / "sm" / "manifest.json").is_file() and (tmp_path / "sm" / "assets" / "model_info.json").is_file()

@@ -1,5 +1,6 @@
 """Retrieval, prediction and export end to end on the tiny trained model, and their bad inputs."""
 import csv
+import os
 import io
 import json
 
@@ -280,3 +281,82 @@ def test_export_never_deletes_or_overwrites_what_it_did_not_write(trained, tmp_p
     assert (out / "notes.txt").read_text() == "mine" and not stale.exists()
     assert (out / "saved_model.pb").is_file() and (out / "manifest.json").is_file()
     assert not [p for p in list(tmp_path.iterdir()) + list(out.iterdir()) if ".tmp-" in p.name]
+
+
+READ_ONLY_EVAL = """
+import sys
+from common.cli import run_main
+from eval import curves, export, retrieval, test
+run = sys.argv[1]
+model = run + "/model.keras"
+for main, argv in ((test.main, ["--model", model]),
+                   (retrieval.main, ["--model", model, "--k", "1000", "3", "--examples", "0"]),
+                   (curves.main, [run]),
+                   (export.main, ["--model", model, "--format", "tflite", "--no-check"])):
+    print("rc", run_main(main, argv), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_read_only_model_folder_writes_its_reports_to_the_working_folder(trained, tiny_shards, tmp_path):
+    """As a run attached on Kaggle (/kaggle/input is read-only): eval.test, eval.retrieval and eval.curves
+    ended in OSError: Read-only file system; they now write beside the working folder and say where."""
+    import shutil
+    import subprocess
+    import sys
+
+    from notebooks.standin import can_mount_read_only, read_only
+    from tests.helpers import REPO
+
+    if not can_mount_read_only():
+        pytest.skip("no read-only bind mount here (unshare)")
+    attached = tmp_path / "input" / "cars-run"
+    shutil.copytree(trained, attached, ignore=shutil.ignore_patterns("checkpoints", "eval_*", "retrieval_*"))
+    (tmp_path / "work").mkdir()
+    result = subprocess.run(read_only([str(attached)], [sys.executable, "-c", READ_ONLY_EVAL, str(attached)]),
+                            cwd=tmp_path / "work", capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.count("rc 0") == 4, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "Read-only" not in result.stderr
+    assert result.stdout.count(f"{attached} cannot be written (read-only?): writing to ") == 4
+    work = tmp_path / "work"
+    assert json.loads((work / "cars-run_eval_model_test" / "metrics.json").read_text())["examples"] > 0
+    gallery = len(read_records(tiny_shards, manifest_of(tiny_shards), "train"))
+    retrieved = json.loads((work / "cars-run_retrieval_model_test" / "metrics.json").read_text())
+    assert [row["k"] for row in retrieved["by_k"]] == [gallery, 3]  # the k used, not 1000
+    assert f"--k 1000: more than the {gallery} train images of the gallery; k={gallery} is used" in result.stdout
+    assert f"{gallery:>6}" in result.stdout and "1000" not in result.stdout.split("queries")[1].split("report")[0]
+    assert sorted(path.name for path in (work / "cars-run_curves").iterdir())
+    assert (work / "cars-run_export" / "model.tflite").stat().st_size > 1000
+    assert sorted(path.name for path in attached.iterdir()) == sorted(path.name for path in trained.iterdir()
+                                                                       if path.name != "checkpoints"
+                                                                       and not path.name.startswith(("eval_",
+                                                                                                     "retrieval_")))
+
+
+def test_an_unwritable_out_is_refused_before_the_evaluation(trained, tmp_path, capsys, monkeypatch):
+    from eval import retrieval, test
+
+    def never(*args, **kwargs):
+        raise AssertionError("evaluated before --out was checked")
+
+    monkeypatch.setattr(test, "predict_split", never)
+    monkeypatch.setattr(retrieval, "embed_split", never)
+    (tmp_path / "a_file").write_text("in the way")
+    model = str(trained / "model.keras")
+    for main in (test.main, retrieval.main):
+        for out, message in (("/proc/self/report", "cannot write to /proc/self/report"),
+                             (str(tmp_path / "a_file" / "report"), "a_file is a file, not a folder")):
+            assert run_main(main, ["--model", model, "--out", out]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("error: --out: ") and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", ["eval.test", "eval.predict", "eval.app"])
+def test_every_model_option_says_a_savedmodel_is_a_program(command, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit):
+        importlib.import_module(command).main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "A SavedModel is a program: loading it runs the graph it holds" in shown and "safe mode" in shown

@@ -22,7 +22,7 @@ import numpy as np
 
 from common.cli import run_main
 from common.errors import UserError
-from eval.images import load_image
+from eval.images import decoded_megapixels, load_image
 from eval.loading import MODEL_HELP
 from eval.predict import Recogniser, implied_make, top_k
 
@@ -39,6 +39,7 @@ class Limits:
     max_photos: int = 12  # photos used per request; the rest are listed as skipped
     max_megabytes: float = 20.0  # per file; Gradio refuses larger uploads before they reach us
     max_megapixels: float = 40.0  # decoded size per photo (JPEGs are decoded at a reduced scale first)
+    request_megapixels: float = 240.0  # decoded size of all the photos of one request together
     concurrency: int = 2  # requests predicted at the same time
     queue_size: int = 16  # requests waiting; more are refused with "queue is full"
 
@@ -103,15 +104,23 @@ class FormFiller:
                             f"(it has {list(recogniser.heads)})")
 
     def read(self, paths: Sequence[str]):
-        """``(images, problems)`` for the uploaded files, in order; files over the size limit and
-        pictures over the pixel limit are problems, never decoded."""
-        images, problems = [], []
+        """``(images, problems)`` for the uploaded files, in order; files over the size limit, pictures
+        over the pixel limit and photos past the request's pixel budget are problems, never decoded.
+        One photo is decoded at a time and kept only at twice the model's input size."""
+        images, problems, spent = [], [], 0.0
+        size, limits = self.recogniser.predictor.image_size, self.limits
         for path in paths:
             megabytes = os.path.getsize(path) / 1e6 if os.path.exists(path) else 0.0
             try:
-                if megabytes > self.limits.max_megabytes:
-                    raise ValueError(f"too large ({megabytes:.1f} MB; the limit is {self.limits.max_megabytes:g} MB)")
-                images.append(load_image(path, self.recogniser.predictor.image_size, self.limits.max_megapixels))
+                if megabytes > limits.max_megabytes:
+                    raise ValueError(f"too large ({megabytes:.1f} MB; the limit is {limits.max_megabytes:g} MB)")
+                cost = decoded_megapixels(path, size)
+                if spent + cost > limits.request_megapixels:
+                    raise ValueError(f"skipped: the photos before it already decode to {spent:.0f} megapixels, and "
+                                     f"one request may decode {limits.request_megapixels:g}; upload fewer or "
+                                     "smaller photos")
+                images.append(load_image(path, size, limits.max_megapixels))
+                spent += cost
             except ValueError as error:
                 problems.append(f"{os.path.basename(path)}: {error}")
         return images, problems
@@ -238,6 +247,8 @@ def parse_args(argv: Optional[Sequence[str]]):
     parser.add_argument("--max-megabytes", type=float, default=defaults.max_megabytes, help="per uploaded file")
     parser.add_argument("--max-megapixels", type=float, default=defaults.max_megapixels,
                         help="decoded size per photo (JPEGs are decoded at a reduced scale first)")
+    parser.add_argument("--request-megapixels", type=float, default=defaults.request_megapixels,
+                        help="decoded size of all the photos of one request together")
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="requests served at once")
     parser.add_argument("--queue-size", type=int, default=defaults.queue_size, help="requests allowed to wait")
     return parser.parse_args(argv)
@@ -246,7 +257,8 @@ def parse_args(argv: Optional[Sequence[str]]):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     gradio()  # fail early, before loading the model, when the extra is missing
-    limits = Limits(args.max_photos, args.max_megabytes, args.max_megapixels, args.concurrency, args.queue_size)
+    limits = Limits(args.max_photos, args.max_megabytes, args.max_megapixels, args.request_megapixels,
+                    args.concurrency, args.queue_size)
     filler = FormFiller(Recogniser(args.model, args.data), args.min_confidence, args.top_k, limits)
     launch(build_app(filler), limits, args.host, args.port, args.share)
     return 0

@@ -14,7 +14,8 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from common import fs
-from data_prep.images import PHOTO_SUFFIXES, check_heif, heif_available, is_photo_name, not_a_photo, to_rgb
+from data_prep.images import (PHOTO_SUFFIXES, TRANSPOSES, check_heif, heif_available, is_photo_name, not_a_photo,
+                              orientation, to_rgb)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,23 +45,60 @@ def image_files(inputs: Sequence[str]) -> Tuple[List[str], List[Problem]]:
     return files, problems
 
 
+def fitted(image, side: int, turn=None):
+    """``image`` as RGB, downscaled to at most ``side`` on its longer side, then turned upright."""
+    from PIL import Image
+
+    if image.mode not in RESIZABLE_MODES:  # palette, 16-bit, CMYK: no filtered resize in their own mode
+        image = to_rgb(image)
+    if max(image.size) > side:
+        image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    image = to_rgb(image)
+    return image.transpose(turn) if turn is not None else image
+
+
 class TooLarge(ValueError):
     """A picture that would decode to more pixels than allowed."""
 
 
 MAX_MEGAPIXELS = 100.0  # pixels decoded per photo (after a JPEG's reduced-scale decode), in millions
+FIT_FACTOR = 2  # photos are downscaled to at most FIT_FACTOR × the model's input size before any float
+RESIZABLE_MODES = ("RGB", "RGBA", "L", "LA")  # Pillow's filtered resize; other modes are made RGB first
+
+
+def decoded_megapixels(path: str, size: int) -> float:
+    """What decoding ``path`` for a model of input ``size`` costs, read from its header (a JPEG at the
+    reduced DCT scale it will be decoded at); 0 when it is not a readable picture."""
+    from PIL import Image
+
+    import warnings
+
+    heif_available()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a header only; limits apply later
+            image = Image.open(path)
+        with image:
+            if image.format == "JPEG":
+                image.draft("RGB", (size, size))
+            return image.size[0] * image.size[1] / 1e6
+    except Exception:  # whatever it is, load_image names the problem
+        return 0.0
 
 
 def load_image(path: str, size: int, max_megapixels: float = MAX_MEGAPIXELS) -> np.ndarray:
-    """uint8 RGB ``[H, W, 3]``, upright; raises ``ValueError`` with a readable reason.
+    """uint8 RGB ``[H, W, 3]``, upright, at most ``FIT_FACTOR × size`` on its longer side; raises
+    ``ValueError`` with a readable reason.
 
     A JPEG is decoded at the coarsest DCT scale that keeps ``size`` pixels; a picture that would
     still decode to more than ``max_megapixels`` (a 13000 × 13000 PNG is 169) is refused from its
-    header, before any memory is spent on it.
+    header, before any memory is spent on it. Every picture is then downscaled (Lanczos, like the
+    build's ``--max-side``) before it becomes RGB and before any float: a 40-megapixel PNG costs its
+    decoded bytes once, not a float32 copy of them (the model resizes the small picture).
     """
     import warnings
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         data = fs.read_bytes(path)
@@ -79,8 +117,8 @@ def load_image(path: str, size: int, max_megapixels: float = MAX_MEGAPIXELS) -> 
             if width * height > max_megapixels * 1e6:
                 raise TooLarge(f"too large to decode: {width} × {height} pixels ({width * height / 1e6:.0f} "
                                  f"megapixels; the limit is {max_megapixels:g})")
-            upright = ImageOps.exif_transpose(image)
-            return np.asarray(to_rgb(upright), dtype=np.uint8)
+            turn = TRANSPOSES.get(orientation(image))
+            return np.asarray(fitted(image, FIT_FACTOR * size, turn), dtype=np.uint8)
     except Image.DecompressionBombError as error:
         raise ValueError(f"too large to decode ({error})") from None
     except UnidentifiedImageError:

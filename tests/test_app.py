@@ -107,6 +107,57 @@ def test_form_limits_photos_file_size_and_decoded_pixels(tmp_path):
     assert "big.jpg: too large (1.5 MB; the limit is 1 MB)" in problems
 
 
+class ShapeRecorder(FakeRecogniser):
+    """Records the shape of every batch the model is given."""
+
+    def __init__(self):
+        self.shapes = []
+        recorder, inner = self, FakePredictor()
+
+        class Predictor:
+            image_size = inner.image_size
+
+            def predict(self, images):
+                recorder.shapes.append(np.asarray(images).shape)
+                return inner.predict(images)
+
+        self.predictor = Predictor()
+
+
+def test_a_large_photo_reaches_the_model_at_twice_its_input_size(tmp_path):
+    """Six 6300 × 6330 PNGs took the server to 8.1 GB (each stacked at full size and cast to float32):
+    every photo is now downscaled (Lanczos) to 2 × the input size before it is kept."""
+    from PIL import Image
+
+    from eval.app import FormFiller
+
+    Image.new("RGB", (6300, 6330), (230, 230, 230)).save(tmp_path / "flat.png", optimize=True)
+    Image.new("RGB", (4000, 3000), (20, 20, 20)).save(tmp_path / "camera.jpg", quality=90)
+    recogniser = ShapeRecorder()
+    form = FormFiller(recogniser, min_confidence=0.0).fill([str(tmp_path / "flat.png"), str(tmp_path / "camera.jpg")])
+    assert form.photos == 2 and form.problems == []
+    assert sorted(shape[1:] for shape in recogniser.shapes) == [(48, 64, 3), (64, 64, 3)]  # aspect kept
+    from eval.images import load_image
+
+    flat = load_image(str(tmp_path / "flat.png"), 32)
+    assert flat.dtype == np.uint8 and np.abs(flat.astype(int) - 230).max() <= 1
+
+
+def test_one_request_decodes_a_bounded_number_of_pixels(tmp_path):
+    from PIL import Image
+
+    from eval.app import FormFiller, Limits
+
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("L", (5000, 5000), 200).save(tmp_path / name, optimize=True)  # 25 megapixels each
+    filler = FormFiller(FakeRecogniser(), min_confidence=0.0,
+                        limits=Limits(max_megapixels=30.0, request_megapixels=60.0))
+    form = filler.fill([str(tmp_path / name) for name in ("a.png", "b.png", "c.png")])
+    assert form.photos == 2 and len(form.problems) == 1
+    assert form.problems[0].startswith("c.png: skipped: the photos before it already decode to 50 megapixels, and "
+                                       "one request may decode 60; upload fewer or smaller photos")
+
+
 def test_form_options_and_missing_extra_are_clear_errors(trained, monkeypatch, capsys):
     import sys
 

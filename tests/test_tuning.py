@@ -102,7 +102,7 @@ def read_trials(folder):
 
 
 @pytest.mark.slow
-def test_tiny_hyperband_search_to_completion_then_train_the_best(tiny_yaml, tmp_path):
+def test_tiny_hyperband_search_to_completion_then_train_the_best(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "search"
     argv = ["--config", str(tiny_yaml), "--out", str(out), "--max-epochs", "3", "--factor", "3",
             "--objective", "val_model_accuracy"]
@@ -121,6 +121,10 @@ def test_tiny_hyperband_search_to_completion_then_train_the_best(tiny_yaml, tmp_
     assert set(metrics["heads"]) == {"make", "model", "year", "type"}
     with pytest.raises(UserError, match="holds a search with different settings"):
         search(SearchOptions(str(tiny_yaml), max_epochs=3, factor=3, objective="val_loss", out=str(out)))
+    trial = sorted((out / "tuner" / "search").glob("trial_*/trial.json"))[-1]
+    trial.write_text(trial.read_text()[:40])  # cut short, as a kill inside keras-tuner's old in-place write left it
+    assert run_main(hyperband.main, argv) == 2
+    assert f"the search cannot be continued: {trial} is damaged (cut short" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -148,7 +152,7 @@ def test_killed_search_continues_without_rerunning_completed_trials(tiny_yaml, t
         for path in (out / "tuner" / "search").glob("trial_*/trial.json"):
             try:
                 status = json.loads(path.read_text())["status"]
-            except ValueError:  # keras-tuner is writing it right now (it writes in place): not completed yet
+            except (ValueError, FileNotFoundError):  # renamed into place right now: not completed yet
                 continue
             if status == "COMPLETED":
                 found[path.parent.name] = path.stat().st_mtime_ns
@@ -163,6 +167,21 @@ def test_killed_search_continues_without_rerunning_completed_trials(tiny_yaml, t
     after = completed()
     assert len(after) == 6 and {name: after[name] for name in before} == before  # not run again
     assert len(read_trials(out)) == 6
+
+
+def test_keras_tuner_writes_its_json_files_atomically(tmp_path, monkeypatch):
+    """Written in place, a trial.json cut short by a kill made the next run end in a JSONDecodeError."""
+    import keras_tuner
+    from keras_tuner.src.engine.trial import Trial
+
+    from common import fs
+
+    written, write = [], fs.write_text_atomic
+    monkeypatch.setattr(fs, "write_text_atomic", lambda path, text: written.append(path) or write(path, text))
+    Trial(keras_tuner.HyperParameters(), trial_id="07").save(str(tmp_path / "trial.json"))
+    assert written == [str(tmp_path / "trial.json")]
+    assert json.loads((tmp_path / "trial.json").read_text())["trial_id"] == "07"
+    assert [path.name for path in tmp_path.iterdir()] == ["trial.json"]  # no temporary file left
 
 
 def test_only_the_chief_writes_results_in_distributed_mode(monkeypatch):

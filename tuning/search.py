@@ -31,6 +31,60 @@ from tuning.results import write_results
 
 LOG = logging.getLogger("tuning.search")
 STATE = "search.json"
+PROJECT = "search"  # keras-tuner's project folder inside <out>/tuner
+
+
+def atomic_json_writes() -> bool:
+    """keras-tuner writes ``oracle.json`` and each ``trial.json`` in place, so a search killed while
+    it writes (a preempted session) leaves a file cut short that the next run cannot reload. Its one
+    JSON writer is replaced by one that writes a temporary file and renames it. Whether it could be."""
+    try:
+        from keras_tuner.src import utils as tuner_utils
+    except ImportError:  # pragma: no cover - a keras-tuner laid out otherwise: its own writer stays
+        return False
+    if not hasattr(tuner_utils, "save_json"):  # pragma: no cover
+        return False
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        fs.write_text_atomic(str(path), text)
+        return text
+
+    tuner_utils.save_json = save_json
+    return True
+
+
+atomic_json_writes()
+
+
+def damaged_files(project: str) -> list:
+    """The JSON files of a keras-tuner project that do not parse (cut short by a kill)."""
+    names = [fs.join(project, "oracle.json")] + [fs.join(project, folder, name)
+                                                  for folder in (fs.listdir(project) if fs.isdir(project) else [])
+                                                  if folder.startswith("trial_")
+                                                  for name in ("trial.json", "build_config.json")]
+    damaged = []
+    for name in names:
+        if fs.exists(name):
+            try:
+                json.loads(fs.read_text(name))
+            except (ValueError, UnicodeDecodeError):
+                damaged.append(name)
+    return damaged
+
+
+def make_tuner(options: "SearchOptions", common: dict, out: str):
+    """The tuner, reloading a search already in ``out``; a file damaged by a kill is one line."""
+    try:
+        return ALGORITHMS.get(options.algorithm).make(options, common)
+    except (ValueError, RuntimeError, KeyError):
+        damaged = damaged_files(fs.join(out, "tuner", PROJECT))
+        if not damaged:
+            raise
+        raise UserError(f"--out {out}: the search cannot be continued: {', '.join(damaged)} "
+                        f"{'is' if len(damaged) == 1 else 'are'} damaged (cut short: the search was killed while "
+                        "keras-tuner wrote it). Start the search again with another --out (or delete "
+                        f"{fs.join(out, 'tuner')})") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +156,11 @@ def check_resume(out: str, wanted: dict) -> None:
     path = fs.join(out, STATE)
     if not fs.exists(path):
         return
-    recorded = json.loads(fs.read_text(path))
+    try:
+        recorded = json.loads(fs.read_text(path))
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"--out {out}: {path} is damaged (not the JSON this command writes); choose another "
+                        "--out, or delete the folder to start the search again") from None
     changed = sorted(key for key in set(recorded) | set(wanted) if recorded.get(key) != wanted.get(key))
     if changed:
         raise UserError(f"--out {out} holds a search with different settings ({', '.join(changed)}); re-run "
@@ -137,9 +195,9 @@ def search(options: SearchOptions) -> Optional[dict]:
     direction = monitor_mode(options.objective)
     common = dict(hypermodel=hypermodel, objective=keras_tuner.Objective(options.objective, direction),
                   seed=config.training.seed if options.seed is None else options.seed,
-                  directory=fs.join(out, "tuner"), project_name="search", overwrite=False,
+                  directory=fs.join(out, "tuner"), project_name=PROJECT, overwrite=False,
                   distribution_strategy=plan.distribution.strategy, max_consecutive_failed_trials=3)
-    tuner = ALGORITHMS.get(options.algorithm).make(options, common)
+    tuner = make_tuner(options, common, out)
     LOG.info("space %s: %s", space.name, "; ".join(spaces.describe(space)))
     tuner.search(epochs=options.max_epochs)
     if is_worker():

@@ -53,6 +53,7 @@ def output_state(options: BuildOptions) -> str:
     """``fresh``, ``resume`` or ``done`` for the output folder; refuse to mix different builds."""
     out, wanted = options.out, options.fingerprint()
     if options.overwrite:
+        check_overwrite(options)
         clear_output(out)
         return "fresh"
     for name, state in ((manifest_io.MANIFEST, "done"), (PLAN, "resume")):
@@ -73,6 +74,23 @@ def output_state(options: BuildOptions) -> str:
                             "folder (or pass --overwrite to replace a previous build there)")
         clear_output(out)  # a build stopped before its plan was saved: start it again
     return "fresh"
+
+
+def built_here(name: str) -> bool:
+    """Whether a build writes files of this name (shards, reports, its plan, lock and temporaries)."""
+    return name.endswith(".tfrec") or name in WRITTEN_FILES or name in (".build", LOCK) or fs.TMP_MARK in name
+
+
+def check_overwrite(options: BuildOptions) -> None:
+    """``--overwrite`` replaces a previous build, never a folder of other files."""
+    out = options.out
+    if not fs.isdir(out) or any(fs.exists(fs.join(out, name)) for name in (manifest_io.MANIFEST, PLAN)):
+        return
+    foreign = sorted(name for name in fs.listdir(out) if not built_here(name))
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (", …" if len(foreign) > 4 else "")
+        raise UserError(f"--out {out} holds no build but other files ({shown}); --overwrite replaces only a previous "
+                        "build: choose an empty or new folder (nothing was changed)")
 
 
 def recorded_options(path: str) -> dict:

@@ -112,6 +112,9 @@ class BuildOptions:
         for ok, flag, expected, received in checks:
             if not ok:
                 raise UserError(f"{flag}: expected {expected} (received {received!r})")
+        if not (fs.is_remote(self.out) or fs.is_remote(self.root)) and within(self.root, os.path.abspath(self.out)):
+            raise UserError(f"--out {self.out}: this is the dataset's folder or a folder holding it (--root "
+                            f"{self.root}); the shards go to a folder of their own")
 
     def fingerprint(self) -> dict:
         """The options that determine the output (a re-run must match them to resume)."""
@@ -120,6 +123,12 @@ class BuildOptions:
     def image_options(self) -> ImageOptions:
         return ImageOptions(max_side=self.max_side, crop=self.crop, crop_margin=self.crop_margin,
                             jpeg_quality=self.jpeg_quality, bbox_tolerance=self.bbox_tolerance)
+
+
+def within(path: str, folder: str) -> bool:
+    """Whether local ``path`` is ``folder`` or lies below it."""
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def parse_fractions(text: str) -> Tuple[float, float]:

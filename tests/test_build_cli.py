@@ -76,6 +76,57 @@ def test_verify_without_a_manifest(tmp_path, capsys):
     assert "no manifest" in capsys.readouterr().err
 
 
+def tree_files(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("out, overwrite", [("{root}", False), ("{root}", True), ("{parent}", True)])
+def test_shards_never_go_into_the_dataset_folder(stanford_tree, tmp_path, capsys, out, overwrite):
+    """--out equal to --root (or a folder holding it) with --overwrite wrote the shards among the photos."""
+    import shutil
+
+    root = tmp_path / "data" / "stanford"
+    shutil.copytree(stanford_tree[0], root)
+    before = tree_files(tmp_path)
+    out = out.replace("{root}", str(root)).replace("{parent}", str(root.parent))
+    argv = ["--dataset", "stanford_cars", "--root", str(root), "--out", out] + (["--overwrite"] if overwrite else [])
+    assert run_main(build.main, argv) == 2
+    error = capsys.readouterr().err
+    assert f"--out {out}: this is the dataset's folder or a folder holding it" in error and error.count("\n") == 1
+    assert tree_files(tmp_path) == before
+
+
+def test_overwrite_replaces_a_build_never_a_folder_of_other_files(stanford_tree, tmp_path, capsys):
+    root, _ = stanford_tree
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "rejected.csv").write_text("my own list")  # a name the build writes, in a folder without a build
+    (out / "notes.txt").write_text("keep me")
+    argv = ["--dataset", "stanford_cars", "--root", str(root), "--out", str(out), "--overwrite"]
+    assert run_main(build.main, argv) == 2
+    error = capsys.readouterr().err
+    assert "holds no build but other files (notes.txt); --overwrite replaces only a previous build" in error
+    assert (out / "rejected.csv").read_text() == "my own list" and sorted(p.name for p in out.iterdir()) == [
+        "notes.txt", "rejected.csv"]
+
+
+def test_synthetic_data_goes_to_a_new_folder_or_replaces_its_own(tmp_path, capsys):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "cars_meta.mat").write_bytes(b"the real devkit")
+    (tmp_path / "a_file").write_text("in the way")
+    for out, message in ((real, "is not empty and holds no synthetic dataset (it holds cars_meta.mat)"),
+                         (tmp_path / "a_file", "is a file; the synthetic dataset is a folder")):
+        assert run_main(synthetic_cli.main, ["--layout", "stanford_cars", "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
+    assert (real / "cars_meta.mat").read_bytes() == b"the real devkit"
+    out = tmp_path / "synthetic"
+    synthetic.generate("stanford_cars", str(out), "kaggle", makes=1, models_per_make=2, images_per_model=2)
+    synthetic.generate("compcars", str(out), makes=1, models_per_make=2, images_per_model=2)  # replaces it
+    assert not (out / "anno_train.csv").exists() and (out / "SYNTHETIC.json").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a_file", "real", "synthetic"]  # no .partial
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--layout", "stanford_cars", "--variant", "kagle"], "did you mean 'kaggle'"),
     (["--layout", "compcars", "--size", "big"], "--size: expected WIDTHxHEIGHT"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Callable, Optional, Tuple
 
 from common import fs
@@ -19,6 +20,7 @@ from data_prep.synthetic.generate import render, spoil
 from data_prep.synthetic.stanford import KaggleStyle
 
 GROUND_TRUTH = "SYNTHETIC.json"
+PARTIAL = ".partial"  # the folder a dataset is written to before it is renamed into place
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +58,34 @@ def generate(layout: str, out: str, variant: Optional[str] = None, makes: int = 
                       label_conflicts=label_conflicts, lookalikes=lookalikes)
     if bad_files:
         spoil(pictures, seed)
-    fs.makedirs(out)
-    paths = dataset.write(out, variant, classes, pictures, seed, KaggleStyle(csv_header, crlf, folder_style))
+    target = writing_folder(out)
+    paths = dataset.write(target, variant, classes, pictures, seed, KaggleStyle(csv_header, crlf, folder_style))
     truth = ground_truth(layout, variant, classes, pictures, paths)
-    fs.write_text_atomic(fs.join(out, GROUND_TRUTH), json.dumps(truth, indent=1))
+    fs.write_text_atomic(fs.join(target, GROUND_TRUTH), json.dumps(truth, indent=1))
+    if target != out:  # complete: it takes the place of the folder (and of an earlier synthetic dataset there)
+        fs.remove_tree(out)
+        fs.rename(target, out)
     return truth
+
+
+def writing_folder(out: str) -> str:
+    """Where ``generate`` writes: a new or empty ``out`` or one holding an earlier synthetic dataset
+    (replaced once the new one is complete) — never a folder of other files (a real dataset, say).
+    Locally the dataset is written beside ``out`` and renamed into place, so a kill leaves no half."""
+    if fs.exists(out) and not fs.isdir(out):
+        raise UserError(f"--out {out} is a file; the synthetic dataset is a folder")
+    present = fs.listdir(out) if fs.isdir(out) else []
+    if present and GROUND_TRUTH not in present:
+        shown = ", ".join(sorted(present)[:4]) + (", …" if len(present) > 4 else "")
+        raise UserError(f"--out {out} is not empty and holds no synthetic dataset (it holds {shown}); choose an "
+                        "empty or new folder (nothing was changed)")
+    if fs.is_remote(out):
+        fs.makedirs(out)
+        return out
+    partial = out.rstrip("/" + os.sep) + PARTIAL
+    fs.remove_tree(partial)  # what a killed run left
+    fs.makedirs(partial)
+    return partial
 
 
 def ground_truth(layout, variant, classes, pictures, paths) -> dict:

@@ -68,6 +68,22 @@ def test_overrides_are_typed():
     assert config.loss.head_weights == {"make": 0.1} and isinstance(config, Config)
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"name: t\ndata:\n\tshards: x\n", "is not valid YAML at line 3, column 1: found character '\\t' that cannot "
+                                        "start any token (YAML indents with spaces, not tabs)"),
+    (b"a: [1, 2\n", "is not valid YAML at line 2, column 1: expected ',' or ']'"),
+    (bytes(range(128, 256)), "is not a text file (expected YAML)"),
+    (b"- a\n- b\n", "expected a mapping at the top level (received list)"),
+])
+def test_a_config_that_is_not_yaml_is_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    assert run_main(fit_module.main, ["--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1, error
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_config_file_suggests_names(capsys):
     assert run_main(fit_module.main, ["--config", "focal_los.yaml"]) == 2
     error = capsys.readouterr().err
@@ -130,6 +146,8 @@ def test_resume_mutable_fields_are_marked_on_the_fields():
     (["optimizer.clipnorm=0"], "optimizer.clipnorm: expected more than 0"),
     (["training.early_stopping_patience=-3"], "training.early_stopping_patience: expected 0 or more"),
     (["training.verbose=5"], "training.verbose: expected 0, 1 or 2 (received 5)"),
+    (["data.image_size=4096"], "data.image_size: expected 0 (the backbone's default) or 32 to 1024 pixels (received "
+                               "4096"),
 ])
 def test_numbers_are_checked_for_range_and_nan(overrides, message):
     with pytest.raises(UserError) as error:
@@ -145,6 +163,12 @@ def test_numbers_are_checked_for_range_and_nan(overrides, message):
     (["loss.per_head={colour: sigmoid_focal}"], "loss.per_head: unknown head 'colour'"),
     (["data.val_split=validation"], "data.val_split: unknown split 'validation'"),
     (["data.balance_head=colour", "data.class_balance=weights"], "data.balance_head: unknown head 'colour'"),
+    (["data.heads=[make]", "data.class_balance=weights"],
+     "data.balance_head: unknown head 'model'; choose one of: make (received 'model') (the default for "
+     "data.class_balance; set data.balance_head)"),
+    (["data.batch_size=100000"], "data.batch_size: the global batch (100000 = 100000 × 1 replica(s)) is larger than "
+                                 "the 47 train examples; choose at most 47 (or set training.steps_per_epoch"),
+    (["data.global_batch_size=64"], "data.global_batch_size: the global batch (64) is larger than the 47 train"),
 ])
 def test_every_key_names_something_that_exists(tiny_shards, overrides, message):
     from training.plan import make_plan

@@ -271,10 +271,17 @@ def resolvepath(name: str) -> str:
 
 
 def read_yaml(path: str) -> dict:
+    """A YAML mapping; a file that is not one is a single line naming where and why."""
     try:
         raw = yaml.safe_load(fs.read_text(path))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file (expected YAML)") from None
     except yaml.YAMLError as error:
-        raise UserError(f"{path} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        hint = " (YAML indents with spaces, not tabs)" if "'\\t'" in problem else ""
+        raise UserError(f"{path} is not valid YAML{where}: {problem}{hint}") from None
     if raw is not None and not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level (received {type(raw).__name__})")
     return raw or {}

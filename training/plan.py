@@ -147,12 +147,26 @@ def make_plan(config: Config, distribution: Optional[Distribution] = None, shard
     distribution = distribution or choose_distribution(config.training.strategy, config.training.tpu,
                                                        config.training.multi_host)
     global_batch = global_batch_size(config.data.batch_size, distribution.replicas, config.data.global_batch_size)
+    check_batch(config, global_batch, distribution.replicas, shards.examples(config.data.train_split))
     steps = config.training.steps_per_epoch or max(1, shards.examples(config.data.train_split) // global_batch)
     image_size = config.data.image_size or BACKBONES.get(config.model.backbone).default_size
     plan = RunPlan(config, distribution, shards, heads, image_size, global_batch, steps,
                    pipeline_spec(config, shards, heads, image_size))
     require_shards(shards.folder, shards.manifest, plan.splits)
     return plan
+
+
+def check_batch(config: Config, global_batch: int, replicas: int, examples: int) -> None:
+    """A global batch larger than the training split would be filled with repeats of it, one step an
+    epoch (and a batch of 100,000 pictures exhausts the memory before the first step): refused, unless
+    ``training.steps_per_epoch`` says how many such steps to take."""
+    if global_batch <= examples or config.training.steps_per_epoch:
+        return
+    where = "data.global_batch_size" if config.data.global_batch_size else "data.batch_size"
+    made = "" if config.data.global_batch_size else f" = {config.data.batch_size} × {replicas} replica(s)"
+    raise UserError(f"{where}: the global batch ({global_batch}{made}) is larger than the {examples} "
+                    f"{config.data.train_split} examples; choose at most {examples} (or set "
+                    "training.steps_per_epoch to train on repeats of them deliberately)")
 
 
 def check_names(config: Config, manifest: dict, heads: Dict[str, int]) -> None:
@@ -171,7 +185,9 @@ def check_names(config: Config, manifest: dict, heads: Dict[str, int]) -> None:
         named.append(("data.balance_head", config.data.balance_head))
     for key, head in named:
         if head not in heads:
-            raise UserError(f"{key}: " + describe_choices("head", head, heads))
+            default = " (the default for data.class_balance; set data.balance_head)" if (
+                key == "data.balance_head" and head == defaults["balance_head"]) else ""
+            raise UserError(f"{key}: " + describe_choices("head", head, heads) + default)
 
 
 def load_shards(config: Config) -> Shards:

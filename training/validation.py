@@ -47,6 +47,7 @@ def _range(where: str, value, low, high=None, expected: str = "", above: bool = 
         raise UserError(f"{where}: expected {expected} (received {value!r})")
 
 
+MAX_IMAGE_SIZE = 1024  # 4096 px inputs exhaust the memory (and crashed TensorFlow) before the first step
 RATE = dict(low=1e-12, high=10.0, expected="a rate in (0, 10]")
 SEEDS = 2 ** 32 - 1  # what keras.utils.set_random_seed (NumPy's generator) accepts
 # the schedules' numbers, by field name (a name means the same in every schedule that has it)
@@ -97,8 +98,9 @@ def check_schedule(schedule) -> None:
 def check_data(data) -> None:
     if not data.shards:
         raise UserError("data.shards: expected the folder holding manifest.json (from python -m data_prep.build)")
-    if data.image_size < 0 or 0 < data.image_size < 32:
-        raise UserError(f"data.image_size: expected 0 (backbone default) or at least 32 (received {data.image_size})")
+    if data.image_size < 0 or 0 < data.image_size < 32 or data.image_size > MAX_IMAGE_SIZE:
+        raise UserError(f"data.image_size: expected 0 (the backbone's default) or 32 to {MAX_IMAGE_SIZE} pixels "
+                        f"(received {data.image_size}; the largest backbone here, EfficientNet-B7, was made for 600)")
     _range("data.batch_size", data.batch_size, 1, expected="1 or more")
     _range("data.global_batch_size", data.global_batch_size, 1, expected="1 or more")
     _range("data.bbox_margin", data.bbox_margin, 0.0, 1.0, "a fraction in [0, 1]")

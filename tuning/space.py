@@ -24,11 +24,10 @@ import os
 import re
 from typing import Dict, Optional, Sequence, Tuple
 
-import yaml
 
 from common import fs
 from common.errors import UserError
-from training.config import config_from_dict, to_plain
+from training.config import config_from_dict, read_yaml, to_plain
 from training.validation import check_config
 
 SPACE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spaces")
@@ -170,11 +169,8 @@ def parse_parameter(name: str, spec) -> Hyperparameter:
 
 def load_space(name: str) -> SearchSpace:
     path = resolve(name)
-    try:
-        raw = yaml.safe_load(fs.read_text(path)) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict) or set(raw) - {"description", "hyperparameters", "derived"}:
+    raw = read_yaml(path)
+    if set(raw) - {"description", "hyperparameters", "derived"}:
         raise UserError(f"{path}: expected the keys description, hyperparameters, derived")
     parameters = raw.get("hyperparameters") or {}
     if not isinstance(parameters, dict) or not parameters:

@@ -6,11 +6,12 @@ processes might observe are atomic: a temporary name in the same folder, then a 
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import posixpath
 import shutil
 import uuid
-from typing import Iterator, List
+from typing import Iterator, List, Sequence
 
 from common.errors import UserError
 
@@ -167,6 +168,24 @@ def remove_temporaries(folder: str) -> int:
             remove(join(folder, name))
             removed += 1
     return removed
+
+
+def foreign_entries(folder: str, own: Sequence[str]) -> List[str]:
+    """The entries of ``folder`` (none when it is missing) that match none of the ``own`` name
+    patterns (``fnmatch``: what a command writes there); hidden temporaries count as its own."""
+    if not isdir(folder):
+        return []
+    return sorted(name for name in listdir(folder)
+                  if not any(fnmatch.fnmatchcase(name, pattern) for pattern in own) and TMP_MARK not in name)
+
+
+def refuse_foreign(folder: str, own: Sequence[str], flag: str, command: str) -> None:
+    """One line when ``folder`` holds entries that ``command`` does not write (nothing is touched)."""
+    foreign = foreign_entries(folder, own)
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        raise UserError(f"{flag} {folder} holds files that {command} does not write ({shown}); choose a new or "
+                        "empty folder (nothing was changed)")
 
 
 def ensure_writable_folder(folder: str, flag: str) -> None:

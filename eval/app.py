@@ -228,7 +228,7 @@ def launch(app, limits: Limits, host: str = "127.0.0.1", port: int = 7860, share
     try:
         return app.launch(server_name=host, server_port=port, share=share,
                           max_file_size=f"{limits.max_megabytes:g}mb", **options)
-    except OSError as error:  # the port is taken
+    except (OSError, OverflowError) as error:  # the port is taken, or not a port
         raise UserError(f"cannot serve on {host}:{port} ({error}); choose another --port") from None
 
 
@@ -256,6 +256,8 @@ def parse_args(argv: Optional[Sequence[str]]):
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port: expected a port number from 1 to 65535 (received {args.port})")
     gradio()  # fail early, before loading the model, when the extra is missing
     limits = Limits(args.max_photos, args.max_megabytes, args.max_megapixels, args.request_megapixels,
                     args.concurrency, args.queue_size)

@@ -23,6 +23,9 @@ from training.plots import plot_curves, read_history
 METRIC_COLUMN = re.compile(r"^(?:val_)?(.+)_(accuracy|loss)$")
 
 
+CURVE_FILES = ("*.png",)  # what eval.curves writes into its folder
+
+
 def read_run(folder: str) -> List[dict]:
     path = fs.join(folder, "history.csv") if fs.isdir(folder) else folder
     if not fs.exists(path):
@@ -78,8 +81,8 @@ def draw(runs: Sequence[str], out: Optional[str] = None) -> List[str]:
         histories[label] = read_run(folder)
     if len(runs) == 1:
         rows = next(iter(histories.values()))
-        return plot_curves(rows, heads_of(rows), output_folder(out, fs.join(runs[0], "curves")))
-    return overlay(histories, output_folder(out, "curves_comparison"))
+        return plot_curves(rows, heads_of(rows), output_folder(out, fs.join(runs[0], "curves"), CURVE_FILES, "eval.curves"))
+    return overlay(histories, output_folder(out, "curves_comparison", CURVE_FILES, "eval.curves"))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from common import fs
 from common.errors import UserError
@@ -34,10 +34,13 @@ class DataSource:
         return self.shards
 
 
-def output_folder(out: Optional[str], default: str, flag: str = "--out") -> str:
+def output_folder(out: Optional[str], default: str, own: Sequence[str], command: str, flag: str = "--out") -> str:
     """Where a command writes: ``out`` when given, proved writable now (before any long work);
     otherwise ``default`` (beside the model); when the model's folder is read-only (a dataset attached
-    on Kaggle, a shared drive), the same name in the working folder, said in one line."""
+    on Kaggle, a shared drive), the same name in the working folder, said in one line. The folder is
+    new, empty or holds only what ``command`` writes (``own``: name patterns) — never a run's or a
+    dataset's folder."""
+    fs.refuse_foreign(out or default, own, flag if out else "the default report folder", command)
     if out:
         fs.ensure_writable_folder(out, flag)
         return out
@@ -48,6 +51,7 @@ def output_folder(out: Optional[str], default: str, flag: str = "--out") -> str:
         if fs.is_remote(default):
             raise
     here = os.path.join(os.getcwd(), f"{os.path.basename(parent(default))}_{os.path.basename(default)}")
+    fs.refuse_foreign(here, own, "the report folder", command)
     try:
         fs.ensure_writable_folder(here, flag)
     except UserError:

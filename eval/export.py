@@ -224,7 +224,7 @@ def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = Fal
         raise UserError(f"--model: {model!r} does not exist")
     target = out or default_out(model, fmt, quantize)
     if not out:  # beside the model, or in the working folder when the model's folder is read-only
-        target = fs.join(output_folder(None, parent(target)), os.path.basename(target))
+        target = fs.join(output_folder(None, parent(target), ("*",), "eval.export"), os.path.basename(target))
     kind.check(model, target)
     predictor = load_predictor(model)
     if predictor.kind == "tflite" or (predictor.kind == "savedmodel" and fmt == "savedmodel"):

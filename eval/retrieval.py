@@ -34,6 +34,9 @@ NORMALIZATIONS = ("l2", "none")
 SHOWN_NEIGHBOURS = 5
 
 
+REPORT_FILES = ("report.md", "metrics.json", "neighbours.csv", "figures")  # what a retrieval report holds
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
@@ -43,6 +46,13 @@ def neighbours(gallery: np.ndarray, queries: np.ndarray, k: int, metric: str) ->
     """Indices ``[queries, k]`` of the nearest gallery vectors, nearest first (exact, brute force)."""
     index = NearestNeighbors(n_neighbors=min(k, len(gallery)), metric=metric, algorithm="brute")
     return index.fit(gallery).kneighbors(queries, return_distance=False)
+
+
+def others(nearest: np.ndarray, query_ids: Sequence[str], gallery_ids: Sequence[str], k: int) -> np.ndarray:
+    """The first ``k`` neighbours of each query that are not the query's own image (by id)."""
+    if nearest.shape[1] == k:
+        return nearest
+    return np.asarray([[j for j in row if gallery_ids[j] != query_ids[i]][:k] for i, row in enumerate(nearest)])
 
 
 def vote(neighbour_labels: np.ndarray, classes: int) -> np.ndarray:
@@ -102,21 +112,25 @@ def retrieve(model: str, data: Optional[str] = None, ks: Sequence[int] = (13,), 
         raise UserError(f"--head: the model has no head {head!r}; it has {', '.join(heads)}")
     for name in (fit_split, split):
         check_split(source.manifest, name)
-    out = output_folder(out, default_out(model, split))
+    out = output_folder(out, default_out(model, split), REPORT_FILES, "eval.retrieval")
     config, embed = training_config(model), embedder(predictor, layer)
     gallery, gallery_labels, gallery_ids, _ = embed_split(predictor, embed, source, fit_split, head, batch_size, config)
     queries, labels, query_ids, query_images = embed_split(predictor, embed, source, split, head, batch_size, config,
                                                            keep=examples)
     if normalize == "l2":
         gallery, queries = l2_normalize(gallery), l2_normalize(queries)
-    ks = used_ks(ks, len(gallery), fit_split)
-    nearest = neighbours(gallery, queries, max(ks), metric)
+    same = split == fit_split  # each query is in the gallery: leave it out of its own neighbours
+    if same:
+        print(f"--split {split} is the gallery's split: each query's own image is left out of its neighbours")
+    ks = used_ks(ks, len(gallery) - same, fit_split)
+    nearest = others(neighbours(gallery, queries, max(ks) + same, metric), query_ids, gallery_ids, max(ks))
     classes = source.manifest["heads"][head]["num_classes"]
     by_k = [{"k": k, **scores(labels, vote(gallery_labels[nearest[:, :k]], classes), classes)} for k in ks]
     names = class_names(source.manifest, [head])[head]
     predicted = vote(gallery_labels[nearest[:, :ks[0]]], classes)
     settings = {"k": list(ks), "metric": metric, "normalize": normalize, "layer": layer, "head": head,
-                "gallery_split": fit_split, "gallery_size": int(len(gallery)), "dimensions": int(gallery.shape[1])}
+                "gallery_split": fit_split, "gallery_size": int(len(gallery)), "dimensions": int(gallery.shape[1]),
+                "leave_one_out": same}
     metrics = {"out": out, "model": model, "split": split, "retrieval": settings, "heads": {head: by_k[0]}, "by_k": by_k,
                "examples": int(len(labels))}
     write_outputs(out, metrics, names, labels, predicted, nearest, query_ids, gallery_ids, gallery_labels)
@@ -165,7 +179,8 @@ def write_outputs(out: str, metrics: dict, names: List[str], labels, predicted, 
     text = [f"# Retrieval: {os.path.basename(os.path.normpath(metrics['model']))} on {metrics['split']}", "",
             f"{metrics['examples']} queries against {settings['gallery_size']} {settings['gallery_split']} images; "
             f"{settings['dimensions']}-dimensional '{settings['layer']}' embeddings, {settings['normalize']} "
-            f"normalisation, {settings['metric']} distance, majority vote on the {settings['head']} class.", "",
+            f"normalisation, {settings['metric']} distance, majority vote on the {settings['head']} class"
+            + (" (each query's own image left out)." if settings.get("leave_one_out") else "."), "",
             markdown_table(rows, list(rows[0])), "", "![neighbours](figures/neighbours.png)", ""]
     fs.write_text_atomic(fs.join(out, "report.md"), "\n".join(text))
     table = pd.DataFrame({

@@ -21,6 +21,10 @@ from eval.report import print_summary, save_json, write_predictions, write_repor
 from eval.run_data import check_split, predict_split
 
 
+# what an evaluation report holds (a folder holding anything else is not one)
+REPORT_FILES = ("report.md", "metrics.json", "predictions.csv", "per_class_*.csv", "figures")
+
+
 def default_out(model_path: str, split: str, tta: bool) -> str:
     folder = model_path if fs.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
     stem = os.path.splitext(os.path.basename(os.path.normpath(model_path)))[0]
@@ -34,7 +38,7 @@ def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: O
     source = find_data(model, data)
     heads = check_heads(predictor.heads, source.manifest)
     check_split(source.manifest, split)
-    out = output_folder(out, default_out(model, split, tta))
+    out = output_folder(out, default_out(model, split, tta), REPORT_FILES, "eval.test")
     result = predict_split(predictor, source.require_shards(), source.manifest, split, batch_size, tta,
                            training_config(model))
     names = class_names(source.manifest, heads)

@@ -173,6 +173,8 @@ def test_form_options_and_missing_extra_are_clear_errors(trained, monkeypatch, c
 
     with pytest.raises(UserError, match="none of the listing form's heads"):
         app.FormFiller(NoFields())
+    assert run_main(app.main, ["--model", str(trained / "model.keras"), "--port", "99999"]) == 2
+    assert capsys.readouterr().err == "error: --port: expected a port number from 1 to 65535 (received 99999)\n"
     assert run_main(app.main, ["--model", str(trained / "missing.keras")]) == 2
     assert "missing.keras" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if the optional extra were not installed

@@ -360,3 +360,54 @@ def test_every_model_option_says_a_savedmodel_is_a_program(command, capsys):
         importlib.import_module(command).main(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "A SavedModel is a program: loading it runs the graph it holds" in shown and "safe mode" in shown
+
+
+def test_retrieval_within_one_split_leaves_each_query_out_of_its_neighbours(trained, tiny_shards, tmp_path, capsys):
+    """--split train --fit-split train found each query itself at distance 0: accuracy 1.0, silently."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from eval.retrieval import retrieve
+
+    metrics = retrieve(str(trained / "model.keras"), ks=(1, 3), split="train", fit_split="train",
+                       out=str(tmp_path / "r"), examples=0)
+    assert "each query's own image is left out of its neighbours" in capsys.readouterr().out
+    records = read_records(tiny_shards, manifest_of(tiny_shards), "train")
+    model = keras.models.load_model(trained / "model.keras", compile=False)
+    vectors = embeddings(model, records)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = np.array([r["label/model"] for r in records])
+    found = NearestNeighbors(n_neighbors=2, metric="manhattan", algorithm="brute").fit(vectors).kneighbors(
+        vectors, return_distance=False)
+    nearest_other = np.array([row[1] if row[0] == i else row[0] for i, row in enumerate(found)])
+    assert metrics["by_k"][0]["accuracy"] == pytest.approx(np.mean(labels[nearest_other] == labels))
+    assert metrics["retrieval"]["leave_one_out"] and "own image left out" in (tmp_path / "r" / "report.md").read_text()
+    for row in csv.DictReader(open(tmp_path / "r" / "neighbours.csv")):
+        assert row["id"] not in row["neighbours"].split()
+
+
+@pytest.mark.parametrize("folder", ["run", "shards"])
+def test_reports_never_go_into_a_run_or_a_dataset_folder(trained, tiny_shards, tmp_path, capsys, folder):
+    """eval.test --out <run folder> replaced the run's metrics.json with another model's; --out <shards>
+    filled the dataset's folder with report files."""
+    import shutil
+
+    from eval import retrieval, test
+
+    target = tmp_path / folder
+    shutil.copytree(trained if folder == "run" else tiny_shards, target)
+    before = {path: path.read_bytes() for path in target.rglob("*") if path.is_file()}
+    for main in (test.main, retrieval.main):
+        assert run_main(main, ["--model", str(trained / "model.keras"), "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {target} holds files that eval." in err and "(nothing was changed)" in err
+        assert err.count("\n") == 1, err
+    assert {path: path.read_bytes() for path in target.rglob("*") if path.is_file()} == before
+
+
+def test_a_report_folder_is_written_again_in_place(trained, tmp_path):
+    from eval.test import evaluate
+
+    out = tmp_path / "report"
+    first = evaluate(str(trained / "model.keras"), out=str(out))
+    second = evaluate(str(trained / "model.keras"), out=str(out))  # its own files: replaced
+    assert first["heads"] == second["heads"] and (out / "report.md").is_file()

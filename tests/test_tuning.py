@@ -97,6 +97,18 @@ def test_bad_options_are_clear_errors(tiny_yaml, tmp_path, capsys, arguments, me
     assert not (tmp_path / "search" / "tuner").exists()  # nothing trained
 
 
+def test_a_search_never_goes_into_a_folder_of_other_files(tiny_yaml, tiny_shards, tmp_path, capsys):
+    import shutil
+
+    shards = tmp_path / "shards"
+    shutil.copytree(tiny_shards, shards)
+    before = sorted(path.name for path in shards.iterdir())
+    assert run_main(hyperband.main, ["--config", str(tiny_yaml), "--out", str(shards)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {shards} holds files that tuning.hyperband does not write (label_conflicts.csv" in err
+    assert sorted(path.name for path in shards.iterdir()) == before
+
+
 def read_trials(folder):
     return list(csv.DictReader(open(folder / "trials.csv")))
 

@@ -32,6 +32,7 @@ from tuning.results import write_results
 LOG = logging.getLogger("tuning.search")
 STATE = "search.json"
 PROJECT = "search"  # keras-tuner's project folder inside <out>/tuner
+SEARCH_FILES = (STATE, "tuner", "trials.csv", "search.png", "best.yaml")  # what a search folder holds
 
 
 def atomic_json_writes() -> bool:
@@ -185,6 +186,7 @@ def search(options: SearchOptions) -> Optional[dict]:
         raise UserError(f"--out {out}: keras-tuner writes through TensorFlow's file system (gs://) only on the "
                         "TensorFlow backend; on JAX search into a local folder and copy it to the bucket afterwards "
                         "(gsutil -m cp -r), or run the search with training.backend: tensorflow")
+    fs.refuse_foreign(out, SEARCH_FILES, "--out", "tuning.hyperband")
     state = fingerprint(options, config, fs.read_text(spaces.resolve(options.space)))
     check_resume(out, state)
     fs.ensure_writable_folder(out, "--out")

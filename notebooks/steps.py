@@ -9,6 +9,8 @@ last completed epoch, a search continues with its completed trials.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -38,11 +40,55 @@ from training.validation import load_config
 from tuning.search import SearchOptions, search
 
 PLATFORMS = ("colab", "kaggle", "local")
+# what each annotation accepts, and the words an error uses for it
+ARGUMENT_TYPES = {"str": (str, "text"), "int": (int, "a whole number"), "float": ((int, float), "a number"),
+                  "bool": (bool, "True or False")}
 KAGGLE_PREFIX = "kaggle:"  # DATA_SOURCE = "kaggle:OWNER/DATASET[/versions/N]" is fetched with kagglehub
 KAGGLE_INPUT = "/kaggle/input"  # where Kaggle mounts the datasets attached to a notebook
 # Keras preprocessing layers inside the model under JAX's DataParallel were reported to take a TPU run
 # from 10 minutes to 2.5 hours; until that is measured here, augmentation stays in tf.data on JAX.
 DEVICE_AUGMENTATION_ON_JAX = "https://github.com/keras-team/keras/issues/23229"
+
+
+def _accepts(annotation: str, value) -> Optional[str]:
+    """``None`` when ``value`` fits ``annotation`` (as written in this module), else what was expected."""
+    optional = annotation.startswith("Optional[")
+    kind = annotation[len("Optional["):-1] if optional else annotation
+    if value is None and optional:
+        return None
+    if kind.startswith(("Sequence[", "List[")):
+        inner = kind[kind.index("[") + 1:-1]
+        fits = isinstance(value, (list, tuple)) and all(_accepts(inner, item) is None for item in value)
+        return None if fits else f"a list of {ARGUMENT_TYPES[inner][1]}"
+    accepted, words = ARGUMENT_TYPES[kind]
+    if isinstance(value, accepted) and (kind == "bool" or not isinstance(value, bool)):
+        return None
+    return words + (" or None" if optional else "")
+
+
+def notebook_step(function):
+    """A notebook step: arguments that do not exist or are of the wrong type (``max_epochs='10'``,
+    ``overrides='training.epochs=2'``) are one :class:`UserError` naming the step and the argument,
+    not a ``TypeError`` from deep inside."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise UserError(f"nb.{function.__name__}: {error} (it takes "
+                            f"{', '.join(signature.parameters)})") from None
+        for name, value in bound.arguments.items():
+            annotation = signature.parameters[name].annotation
+            if isinstance(annotation, str) and annotation.split("[")[0] in (*ARGUMENT_TYPES, "Optional", "Sequence",
+                                                                            "List"):
+                expected = _accepts(annotation, value)
+                if expected:
+                    raise UserError(f"nb.{function.__name__}: {name} expects {expected} (received {value!r})")
+        return function(*args, **kwargs)
+
+    return checked
 
 
 def _short_user_errors() -> None:
@@ -86,6 +132,7 @@ def project_root(start: Optional[str] = None) -> str:
         folder = parent
 
 
+@notebook_step
 def describe_accelerator(config: str = "demo.yaml", overrides: Sequence[str] = ()):
     """The backend, devices, distribution and global batch that training ``config`` will use here,
     printed; returns the distribution."""
@@ -107,6 +154,7 @@ def describe_accelerator(config: str = "demo.yaml", overrides: Sequence[str] = (
     return distribution
 
 
+@notebook_step
 def synthetic_photos(work: str, makes: int = 4, models_per_make: int = 3, images_per_model: int = 14) -> str:
     """A small synthetic dataset in Stanford Cars' devkit layout under ``work`` (kept when present);
     returns its folder, to build shards from like the real one. For the notebooks' smoke mode."""
@@ -116,6 +164,7 @@ def synthetic_photos(work: str, makes: int = 4, models_per_make: int = 3, images
     return work
 
 
+@notebook_step
 def dataset_folder(source: str) -> str:
     """The folder to build shards from. ``kaggle:OWNER/DATASET[/versions/N]``: the dataset attached
     to a Kaggle notebook under ``/kaggle/input`` as it is, else fetched with ``kagglehub`` (which
@@ -147,6 +196,7 @@ def dataset_folder(source: str) -> str:
     return folder
 
 
+@notebook_step
 def prepare_shards(dataset: str, source: str, shards: str, **options) -> dict:
     """Build (or reuse, or finish) the shards of ``dataset`` read from ``source``; prints a summary and
     returns the manifest. ``options`` are :class:`data_prep.options.BuildOptions` fields
@@ -167,6 +217,7 @@ def summarise_manifest(manifest: dict, shards: str) -> None:
     print(f"shards: {shards}\n  images: {splits}\n  classes: {heads}")
 
 
+@notebook_step
 def train(config: str, shards: str, run_dir: str, overrides: Sequence[str] = ()) -> dict:
     """``python -m training.fit --config CONFIG --set data.shards=SHARDS --out RUN_DIR`` in-process.
     Re-running the cell after a disconnect resumes after the last completed epoch."""
@@ -187,6 +238,7 @@ def host_augmentation_on_jax(config: str, overrides: Sequence[str]) -> List[str]
     return overrides
 
 
+@notebook_step
 def tune(config: str, shards: str, out: str, space: str = "report004", max_epochs: int = 10, factor: int = 3,
          objective: str = "val_loss", overrides: Sequence[str] = ()) -> str:
     """``python -m tuning.hyperband`` in-process; returns the path of ``best.yaml``. Re-running continues."""
@@ -196,16 +248,18 @@ def tune(config: str, shards: str, out: str, space: str = "report004", max_epoch
     return fs.join(out, "best.yaml")
 
 
-def evaluate(model: str, show: bool = True, **options) -> dict:
-    """``python -m eval.test`` in-process (``options``: data, split, out, tta, batch_size); shows the
-    report's tables and figures inline."""
-    metrics = run_evaluation(model, **options)
+@notebook_step
+def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: Optional[str] = None, tta: bool = False,
+             batch_size: int = 32, show: bool = True) -> dict:
+    """``python -m eval.test`` in-process; shows the report's tables and figures inline."""
+    metrics = run_evaluation(model, data, split, out, tta, batch_size)
     print_summary(metrics["title"], metrics, metrics["out"])
     if show:
         show_report(metrics["out"])
     return metrics
 
 
+@notebook_step
 def report_figures(folder: str, heads: Optional[Sequence[str]] = None) -> List[str]:
     """The figures of a report folder (confusion and reliability per head), in the report's order."""
     figures = fs.join(folder, "figures")
@@ -217,6 +271,7 @@ def report_figures(folder: str, heads: Optional[Sequence[str]] = None) -> List[s
     return [fs.join(figures, name) for name in names if name.endswith(".png")]
 
 
+@notebook_step
 def show_images(paths: Sequence[str], width: int = 480) -> None:
     """Display PNGs inline (a plain listing outside IPython)."""
     try:
@@ -229,6 +284,7 @@ def show_images(paths: Sequence[str], width: int = 480) -> None:
         display(Image(data=fs.read_bytes(path), width=width))
 
 
+@notebook_step
 def show_report(folder: str, heads: Optional[Sequence[str]] = None) -> Dict[str, list]:
     """The report's figures inline; returns them by kind."""
     paths = report_figures(folder, heads)
@@ -236,6 +292,7 @@ def show_report(folder: str, heads: Optional[Sequence[str]] = None) -> Dict[str,
     return {kind: [path for path in paths if f"{kind}_" in path] for kind in ("confusion", "reliability")}
 
 
+@notebook_step
 def show_curves(run_dir: str) -> List[str]:
     """Redraw and show a run's training curves (``eval.curves``)."""
     paths = draw([run_dir])

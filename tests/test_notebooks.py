@@ -121,6 +121,17 @@ def test_notebook_helpers_detect_the_platform_and_explain_mistakes(tmp_path, mon
     with pytest.raises(UserError, match=r"max_side \(--max-side\): expected a whole number or None \(received '320'"):
         nb.prepare_shards("stanford_cars", str(tmp_path), str(tmp_path / "shards"), max_side="320")
     assert not (tmp_path / "shards").exists()
+    for call, message in ((lambda: nb.evaluate("m.keras", splitt="val"),
+                           "nb.evaluate: got an unexpected keyword argument 'splitt' (it takes model, data, split"),
+                          (lambda: nb.evaluate("m.keras", batch_size="32"),
+                           "nb.evaluate: batch_size expects a whole number (received '32')"),
+                          (lambda: nb.train("demo.yaml", "s", "r", overrides="training.epochs=1"),
+                           "nb.train: overrides expects a list of text (received 'training.epochs=1')"),
+                          (lambda: nb.tune("demo.yaml", "s", "o", max_epochs="2"),
+                           "nb.tune: max_epochs expects a whole number (received '2')")):
+        with pytest.raises(UserError) as raised:
+            call()
+        assert str(raised.value).startswith(message), raised.value
     with pytest.raises(UserError, match="no figures/ folder"):
         nb.report_figures(str(tmp_path))
 

@@ -53,7 +53,8 @@ def class_rows(records: Iterable[dict], split: Optional[str], class_names: Seque
     file is missing is rejected with the reason.
     """
     parsed = parse_all(class_names, "class names")
-    rows, rejects = [], []
+    records, rejects = listed_once(records)
+    rows = []
     for record in records:
         image_path = record["image_path"]
         class_id = record.get("class")
@@ -75,6 +76,22 @@ def class_rows(records: Iterable[dict], split: Optional[str], class_names: Seque
             "class_id": int(class_id),
         })
     return rows, rejects
+
+
+def listed_once(records: Iterable[dict]) -> Tuple[List[dict], List[dict]]:
+    """Each image once: a record repeated word for word is kept once; an image listed several times
+    with different labels or boxes is rejected (which one is right cannot be known)."""
+    by_path: Dict[str, List[dict]] = {}
+    for record in records:
+        by_path.setdefault(record["image_path"], []).append(record)
+    kept, rejects = [], []
+    for path, listed in by_path.items():
+        if all(record == listed[0] for record in listed[1:]):
+            kept.append(listed[0])
+        else:
+            rejects.append({"image_id": path, "stage": "read", "reason": f"listed {len(listed)} times in the "
+                            "annotations with different labels or boxes"})
+    return kept, rejects
 
 
 def in_folder(records: Iterable[dict], folder: str, key: str = "fname") -> List[dict]:

@@ -41,7 +41,12 @@ def locate_class_folders(root: str) -> Optional[str]:
 
 def read_csv_rows(path: str) -> List[List[str]]:
     """Rows of a small CSV file, any line ending, BOM and blank lines ignored."""
-    text = fs.read_bytes(path).decode("utf-8-sig")
+    data = fs.read_bytes(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not UTF-8 text (byte {error.start + 1} is {data[error.start]:#04x}; saved as "
+                        "Latin-1 or Windows-1252?): save it as UTF-8") from None
     return [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
 
 
@@ -72,8 +77,8 @@ def read_names_csv(path: str) -> List[str]:
 def read_annotation_csv(path: str) -> List[dict]:
     """Records ``fname, bbox_x1, bbox_y1, bbox_x2, bbox_y2, class`` from a Kaggle annotation CSV."""
     rows = read_csv_rows(path)
-    if rows and not all(_is_int(cell) for cell in rows[0][1:6]):
-        rows = rows[1:]  # header row such as image_name,x_min,y_min,x_max,y_max,label
+    if rows and not is_photo_name(rows[0][0].strip()):
+        rows = rows[1:]  # header row such as image_name,x_min,y_min,x_max,y_max,label (data rows name a photo)
     records = []
     for number, row in enumerate(rows, start=1):
         if len(row) < 6 or not all(_is_int(cell) for cell in row[1:6]):

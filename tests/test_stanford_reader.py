@@ -1,5 +1,6 @@
 """Stanford Cars reader: every layout on synthetic trees, and the real annotation files."""
 import os
+import re
 import shutil
 
 import pytest
@@ -106,6 +107,43 @@ def test_class_ids_out_of_range_are_rejected(tmp_path):
     save_mat(path, {"annotations": annotations})
     data = read_dataset("stanford_cars", str(tmp_path))
     assert list(data.rejected["reason"]) == ["label out of range: class 250 not in 1..2"]
+
+
+def kaggle_tree(tmp_path):
+    generate("stanford_cars", str(tmp_path), "kaggle", makes=2, models_per_make=1, images_per_model=4, seed=7,
+             bad_files=False)
+    return (tmp_path / "anno_train.csv").read_text().splitlines()
+
+
+def test_an_image_listed_twice_is_kept_once_or_rejected_when_the_rows_differ(tmp_path):
+    """A CSV listing a row twice ended in 'AssertionError: reader produced duplicate image ids'."""
+    rows = kaggle_tree(tmp_path)
+    first, second = rows[0].split(","), rows[1].split(",")
+    conflicting = ",".join(second[:3] + [str(int(second[3]) - 5)] + second[4:])  # the same file, another box
+    (tmp_path / "anno_train.csv").write_text("\n".join(rows + [rows[0], conflicting]) + "\n")
+    data = read_dataset("stanford_cars", str(tmp_path))
+    assert data.table["image_id"].is_unique
+    train = data.table["image_id"][data.table["source_split"] == "train"]
+    assert sum(train.str.endswith("/" + first[0])) == 1  # word for word twice: kept once
+    reasons = dict(zip(data.rejected["image_id"].map(os.path.basename), data.rejected["reason"]))
+    assert reasons[second[0]] == "listed 2 times in the annotations with different labels or boxes"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda rows: [rows[0].rsplit(",", 1)[0] + ",three"] + rows[1:],
+     "anno_train.csv, data row 1: expected 'fname,x1,y1,x2,y2,class' with integers, got"),  # was taken for a header
+    (lambda rows: [row.encode("latin-1") for row in ["Citro\xebn C4 Sedan 2012"]],
+     "names.csv is not UTF-8 text (byte 6 is 0xeb; saved as Latin-1 or Windows-1252?): save it as UTF-8"),
+])
+def test_annotation_files_that_cannot_be_read_are_one_line(tmp_path, edit, message):
+    rows = kaggle_tree(tmp_path)
+    edited = edit(rows)
+    if isinstance(edited[0], bytes):
+        (tmp_path / "names.csv").write_bytes(b"\n".join(edited) + b"\n")
+    else:
+        (tmp_path / "anno_train.csv").write_text("\n".join(edited) + "\n")
+    with pytest.raises(UserError, match=re.escape(message)):
+        read_dataset("stanford_cars", str(tmp_path))
 
 
 # --- real annotation files ---------------------------------------------------------------------

@@ -28,6 +28,17 @@ import time
 
 from common.cli import quiet_tensorflow
 
+quiet_tensorflow()  # before the project's modules import TensorFlow
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmarks.bench_build import machine  # noqa: E402
+from benchmarks.bench_predict import build, prepare  # noqa: E402
+from eval import images  # noqa: E402
+from eval.app import FormFiller, Limits  # noqa: E402
+from eval.predict import Recogniser  # noqa: E402
+
 
 def resident_megabytes() -> float:
     with open("/proc/self/status") as status:
@@ -57,9 +68,6 @@ class PeakSampler(threading.Thread):
 
 def make_photos(folder: str, count: int):
     """``count`` large photos: alternately a flat-colour PNG of 6300 × 6330 and a 6000 × 4000 JPEG."""
-    import numpy as np
-    from PIL import Image
-
     os.makedirs(folder, exist_ok=True)
     paths = []
     for index in range(count):
@@ -76,26 +84,13 @@ def make_photos(folder: str, count: int):
     return paths
 
 
-def machine() -> str:
-    from benchmarks.bench_build import machine as build_machine
-
-    return build_machine()
-
-
 def main() -> None:
-    quiet_tensorflow()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=12, help="photos per request (default: the app's limit, 12)")
     parser.add_argument("--requests", type=int, default=2, help="requests at once (default: the app's, 2)")
     parser.add_argument("--unbounded", action="store_true", help="the old decoding: full size, no request budget")
     parser.add_argument("--work", default="bench_out/app_memory")
     args = parser.parse_args()
-
-    from benchmarks.bench_predict import build, prepare
-    from eval import images
-    from eval.app import FormFiller, Limits
-    from eval.predict import Recogniser
-
     shards, _ = prepare(os.path.join(args.work, "data"))
     model = build(shards, "efficientnet_b0", 224)
     photos = make_photos(os.path.join(args.work, "photos"), args.photos)

@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from eval.predict import Recogniser, implied_make, top_k
 # the listing form's fields, in order: (head, label)
 FIELDS = (("make", "Make"), ("model", "Model"), ("year", "Year"), ("type", "Body type"))
 TITLE = "Sell your car: upload photos, get the listing form filled in"
+ABSTAIN = ("The photo does not look like the cars this model knows: please fill in the form yourself.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +65,14 @@ class Form:
     problems: List[str]  # "name: reason" for photos that could not be read
     notes: List[str]  # low-confidence fields, disagreements between heads
     limited: str = ""  # what a limit left out (too many photos)
+    unlike: int = 0  # photos set aside: they do not look like the cars the model knows
 
     def status(self) -> str:
         """The page's message in Markdown."""
+        if not self.fields and self.unlike:
+            return (f"**{ABSTAIN}**" + (f" ({self.unlike} photos)" if self.unlike > 1 else "")
+                    + ("\n\nSkipped (could not be read):\n" + "\n".join(f"- {p}" for p in self.problems)
+                       if self.problems else ""))
         if not self.fields and not self.problems:
             return "**Upload one or more photos of the car**, then press *Fill in the form*."
         if not self.fields:
@@ -75,6 +81,8 @@ class Form:
             used = "1 photo" if self.photos == 1 else f"{self.photos} photos combined"
             lines = [f"Filled from {used}." + ("" if self.notes else " All fields are confident.")]
             lines += [f"- {note}" for note in self.notes]
+            if self.unlike:
+                lines.append(f"{self.unlike} photo(s) set aside: they do not look like the cars this model knows.")
         if self.limited:
             lines.append(self.limited)
         if self.problems:
@@ -125,17 +133,28 @@ class FormFiller:
                 problems.append(f"{os.path.basename(path)}: {error}")
         return images, problems
 
-    def probabilities(self, images: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
-        """Per head the mean of the photos' probability vectors (several views of one car)."""
+    def probabilities(self, images: Sequence[np.ndarray]) -> Tuple[Optional[Dict[str, np.ndarray]], int]:
+        """Per head the mean of the (calibrated) probability vectors of the photos that look like the
+        training data (several views of one car), and how many photos were set aside as unlike it;
+        ``None`` when every photo was."""
         per_head: Dict[str, List[np.ndarray]] = {head: [] for head in self.recogniser.heads}
         groups: Dict[tuple, List[np.ndarray]] = {}
         for image in images:
             groups.setdefault(image.shape, []).append(image)
+        outputs = getattr(self.recogniser, "outputs", self.recogniser.predictor.predict)
+        threshold = self.recogniser.trust.threshold if getattr(self.recogniser, "trust", None) else None
+        unlike = 0
         for group in groups.values():
-            probs = self.recogniser.predictor.predict(np.stack(group))
+            probs = outputs(np.stack(group))
+            keep = np.ones(len(group), bool)
+            if threshold is not None and "ood_score" in probs:
+                keep = np.asarray(probs["ood_score"]) <= threshold
+                unlike += int((~keep).sum())
             for head in per_head:
-                per_head[head].append(np.asarray(probs[head], dtype=np.float64))
-        return {head: np.concatenate(parts).mean(axis=0) for head, parts in per_head.items()}
+                per_head[head].append(np.asarray(probs[head], dtype=np.float64)[keep])
+        if not any(len(part) for part in next(iter(per_head.values()))):
+            return None, unlike
+        return {head: np.concatenate(parts).mean(axis=0) for head, parts in per_head.items()}, unlike
 
     def form(self, probs: Dict[str, np.ndarray], photos: int, problems: List[str]) -> Form:
         fields, notes = [], []
@@ -168,8 +187,11 @@ class FormFiller:
         images, problems = self.read(paths)
         if not images:
             return Form([], 0, problems, [], limited)
-        form = self.form(self.probabilities(images), len(images), problems)
-        form.limited = limited
+        probs, unlike = self.probabilities(images)
+        if probs is None:  # no photo looks like the cars the model knows: no field filled
+            return Form([], 0, problems, [], limited, unlike)
+        form = self.form(probs, len(images) - unlike, problems)
+        form.limited, form.unlike = limited, unlike
         return form
 
 
@@ -194,11 +216,32 @@ def outputs_of(form: Form, fields: Sequence[tuple]) -> list:
     return values + labels + [form.status()]
 
 
+def model_card(card: dict) -> str:
+    """What the model was trained on, its classes, its test accuracy and its date, in Markdown."""
+    if not card:
+        return ""
+    what = ("**synthetic demo pictures — not real cars**" if card.get("synthetic")
+            else f"photos of {card.get('dataset', 'an unknown dataset')}")
+    classes = ", ".join(f"{count} {head}s" for head, count in card.get("classes", {}).items())
+    accuracy = ", ".join(f"{head} {value:.0%}" for head, value in card.get("test_accuracy", {}).items())
+    lines = [f"**Model card.** Trained on {what} ({card.get('dataset', 'unknown')}); it knows {classes}."]
+    if accuracy:
+        lines.append(f"Test accuracy: {accuracy}.")
+    if card.get("set") or card.get("data_built"):
+        lines.append(f"Evaluated {str(card.get('set') or card.get('data_built'))[:10]}.")
+    if "threshold_set_on" not in card:
+        lines.append("Its abstention is not set (python -m eval.test sets it): every photo gets an answer.")
+    else:
+        lines.append("Photos unlike its training data are not answered.")
+    return " ".join(lines)
+
+
 def build_app(filler: FormFiller):
     """The Gradio page; its fill function is also exposed to API clients as ``/fill``."""
     gr = gradio()
     with gr.Blocks(title="Car listing form") as app:
         gr.Markdown(f"# {TITLE}\nOne or more photos of the same car; the more views, the better the guess.")
+        gr.Markdown(model_card(getattr(filler.recogniser, "card", {})), elem_id="model-card")
         with gr.Row():
             with gr.Column(scale=1):
                 # no file_types: Gradio would refuse the whole request for one PDF; FormFiller lists

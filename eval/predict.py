@@ -20,9 +20,22 @@ from eval.datasource import check_heads, class_names, find_data, model_to
 from eval.images import Problem, image_files, load_image
 from eval.loading import MODEL_HELP, load_predictor
 from eval.metrics import derived_probs
+from eval.retrieval import embedder
+from eval.trust import EMBEDDING, trained_on
+from common.trust import load_trust
 
 FORMATS = ("table", "json", "csv")
 IMPLIED = "make_from_model"
+OOD_SCORE, IN_DISTRIBUTION = "ood_score", "in_distribution"
+UNLIKE = "the photo does not look like the cars this model knows: no answer"
+
+
+def trained_on_line(card: dict) -> str:
+    """One line saying what a model was trained on (every output that shows a prediction carries it)."""
+    classes = card.get("classes", {})
+    counted = ", ".join(f"{count} {head}s" for head, count in classes.items())
+    what = "synthetic demo pictures — not real cars" if card.get("synthetic") else f"{card.get('dataset')} photos"
+    return f"model trained on {card.get('dataset')} ({what}; {counted})"
 
 
 def top_k(probs: np.ndarray, names: Sequence[str], k: int) -> List[dict]:
@@ -48,11 +61,27 @@ class Recogniser:
         self.heads = check_heads(self.predictor.heads, manifest)
         self.names = class_names(manifest, manifest["heads"])
         self.mapping = model_to(manifest, "make") if "model" in self.heads else None
+        self.trust = load_trust(model)  # calibration and abstention, set by eval.test (None: not set)
+        self.embed = embedder(self.predictor, EMBEDDING) if self.trust and self.predictor.keras_model else None
+        self.card = self.trust.card if self.trust else trained_on(manifest)
+
+    def outputs(self, images: np.ndarray) -> Dict[str, np.ndarray]:
+        """Calibrated probabilities per head and, where the model has its trust set, ``ood_score``."""
+        probs = self.predictor.predict(images)
+        if self.trust is None:
+            return probs
+        probs = self.trust.calibrated({head: probs[head] for head in self.heads})
+        if self.embed is not None:
+            probs[OOD_SCORE] = self.trust.scores(self.embed(images)[EMBEDDING])
+        return probs
 
     def describe(self, probs: Dict[str, np.ndarray], index: int, k: int) -> dict:
         result = {head: top_k(probs[head][index], self.names[head], k) for head in self.heads}
         if self.mapping is not None:
             result[IMPLIED] = implied_make(probs["model"][index], self.mapping, self.names["make"])
+        if OOD_SCORE in probs:
+            score = float(probs[OOD_SCORE][index])
+            result.update({OOD_SCORE: score, IN_DISTRIBUTION: bool(score <= self.trust.threshold)})
         return result
 
     def predict_arrays(self, images: Sequence[np.ndarray], k: int) -> List[dict]:
@@ -62,7 +91,7 @@ class Recogniser:
         for index, image in enumerate(images):
             groups.setdefault(image.shape, []).append(index)
         for indices in groups.values():
-            probs = self.predictor.predict(np.stack([images[i] for i in indices]))
+            probs = self.outputs(np.stack([images[i] for i in indices]))
             for position, index in enumerate(indices):
                 results[index] = self.describe(probs, position, k)
         return results
@@ -83,10 +112,13 @@ def predict_files(recogniser: Recogniser, files: Sequence[str], k: int, batch_si
     return rows, problems
 
 
-def render_table(rows: List[dict], heads: Sequence[str]) -> str:
-    lines = []
+def render_table(rows: List[dict], heads: Sequence[str], card: Optional[dict] = None) -> str:
+    lines = [trained_on_line(card)] if card else []
     for row in rows:
         lines.append(row["file"])
+        if row.get(IN_DISTRIBUTION) is False:
+            lines.append(f"  out of distribution (score {row[OOD_SCORE]:.3f}): {UNLIKE}")
+            continue
         width = max(len(head) for head in list(heads) + ([IMPLIED] if IMPLIED in row else []))
         for head in heads:
             choices = "  |  ".join(f"{item['class']} {item['probability']:.3f}" for item in row[head])
@@ -105,17 +137,19 @@ def render_csv(rows: List[dict], heads: Sequence[str], k: int) -> str:
                 item[f"{head}_{rank}"], item[f"{head}_{rank}_probability"] = choice["class"], choice["probability"]
         if row.get(IMPLIED):
             item[IMPLIED], item[f"{IMPLIED}_probability"] = row[IMPLIED]["class"], row[IMPLIED]["probability"]
+        item.update({key: row[key] for key in (OOD_SCORE, IN_DISTRIBUTION) if key in row})
         flat.append(item)
     return pd.DataFrame(flat).to_csv(index=False, float_format="%.6f").rstrip("\n")
 
 
-def render(rows: List[dict], problems, heads: Sequence[str], style: str, k: int) -> str:
+def render(rows: List[dict], problems, heads: Sequence[str], style: str, k: int, card: Optional[dict] = None) -> str:
     if style == "json":
-        return json.dumps({"predictions": rows, "errors": [{"file": p.path, "error": p.reason} for p in problems]},
+        return json.dumps({"model": card or {}, "predictions": rows,
+                           "errors": [{"file": p.path, "error": p.reason} for p in problems]},
                           indent=2, ensure_ascii=False)
     if not rows:
         return ""
-    return render_csv(rows, heads, k) if style == "csv" else render_table(rows, heads)
+    return render_csv(rows, heads, k) if style == "csv" else render_table(rows, heads, card)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -134,7 +168,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     recogniser = Recogniser(args.model, args.data)
     rows, unreadable = predict_files(recogniser, files, args.top_k, args.batch_size)
     problems += unreadable
-    output = render(rows, problems, recogniser.heads, args.format, args.top_k)
+    if recogniser.trust is None:
+        print("note: this model's calibration and abstention are not set (python -m eval.test sets them): "
+              "every photo gets an answer, even one unlike the training data", file=sys.stderr)
+    output = render(rows, problems, recogniser.heads, args.format, args.top_k, recogniser.card)
     if output:
         print(output)
     for problem in problems:

@@ -160,7 +160,8 @@ def test_predict_table_csv_and_nothing_readable(trained, photos, capsys):
     assert len(rows) == 1 and {"make_1", "make_1_probability", "model_1", "make_from_model"} <= set(rows[0])
     assert run_main(predict.main, ["--model", model, str(folder / "a.jpg")]) == 0
     table = capsys.readouterr().out
-    assert table.splitlines()[0].endswith("a.jpg") and "make_from_model" in table
+    assert table.splitlines()[0].startswith("model trained on stanford_cars (synthetic demo pictures — not real cars")
+    assert table.splitlines()[1].endswith("a.jpg") and "make_from_model" in table
     assert run_main(predict.main, ["--model", model, str(folder / "notes.jpg")]) == 2
     assert "no image could be predicted" in capsys.readouterr().err
     assert run_main(predict.main, ["--model", model, str(folder), "--top-k", "0"]) == 2

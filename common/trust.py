@@ -126,6 +126,19 @@ class Trust:
                 "temperatures": self.temperatures, "card": self.card}
 
 
+def make_trust(reference: np.ndarray, probs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray],
+               embeddings: np.ndarray, card: dict, set_on: str) -> Trust:
+    """The trust of a model from its training embeddings (``reference``, any number: a spread subsample
+    is kept) and its validation outputs: the threshold accepts :data:`ACCEPT` of the validation
+    photos, the temperatures fit their labels."""
+    kept = l2_normalize(np.asarray(reference)[spread_subsample(len(reference))])
+    trust = Trust(reference=kept.astype(np.float16).astype(np.float32), threshold=0.0,
+                  temperatures={head: fit_temperature(probs[head], labels[head]) for head in probs if head in labels},
+                  card={**card, "threshold_set_on": set_on})
+    trust.threshold = threshold_for(trust.scores(embeddings))
+    return trust
+
+
 def trust_paths(model_path: str) -> tuple:
     """``(<model>.trust.json, <model>.trust.npy)`` beside a model file (inside a SavedModel folder)."""
     base = fs.join(model_path.rstrip("/"), "trust") if fs.isdir(model_path) else model_path.rsplit(".", 1)[0] + \

@@ -34,6 +34,7 @@ from data_prep.readers import ReadOptions
 from data_prep.parallel import pool_scope
 from data_prep.shards import (ShardInputs, ShardPlan, estimate_bytes_per_image, plan_split,
                               shard_count_for_split, write_shards)
+from data_prep.synthetic import GROUND_TRUTH
 from data_prep.splits import SPLITTERS, assign_splits
 from data_prep.table import BBOX_COLUMNS, DatasetTable, concat_rejects, make_rejects, summarize_rejects
 
@@ -234,7 +235,8 @@ def finish(options: BuildOptions, data: DatasetTable, labels, vocabularies, plan
         splits=split_entries(parts, data, labels, vocabularies), options=options.fingerprint(),
         created=plan["created"], rejected={"count": len(rejected), "fraction": round(fraction, 6),
                                            "by_reason": summarize_rejects(rejected), "file": manifest_io.REJECTED},
-        dropped=dropped, excluded=excluded, conversions=conversions, notes=data.notes,
+        dropped=dropped, excluded=excluded, conversions=conversions,
+        notes={**data.notes, "synthetic": fs.exists(fs.join(options.root, GROUND_TRUTH))},  # the model card says so
         hierarchy=label_ops.hierarchy(labels),
         near_duplicates=near, label_conflicts=conflicts)
     print_summary(options, manifest)

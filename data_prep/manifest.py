@@ -8,6 +8,7 @@ and the version and creation time. Later stages read heads and shard lists only 
 from __future__ import annotations
 
 import json
+import os
 from typing import Dict, List, Optional, Tuple
 
 from common import fs
@@ -159,3 +160,16 @@ def hierarchy_problems(manifest: dict, shown: int = 5) -> List[str]:
                 problems.append(f"hierarchy: … and {len(wrong) - shown} more model classes whose name does not "
                                 f"contain its {head}")
     return problems
+
+
+def data_card(manifest: dict) -> dict:
+    """What a model card says of the data a model learnt from: the dataset, whether it was synthetic
+    (recorded by the build; else judged from its root, when that is here), the classes per head."""
+    root = manifest.get("options", {}).get("root") or ""
+    synthetic = manifest.get("notes", {}).get("synthetic")
+    if synthetic is None:  # built before the build recorded it
+        synthetic = bool(root) and not fs.is_remote(root) and os.path.exists(os.path.join(root, "SYNTHETIC.json"))
+    return {"dataset": manifest.get("dataset", "unknown"), "layout": manifest.get("layout"),
+            "synthetic": bool(synthetic),
+            "classes": {head: entry["num_classes"] for head, entry in manifest.get("heads", {}).items()},
+            "data_built": manifest.get("created")}

@@ -16,13 +16,14 @@ import pandas as pd
 
 from common.cli import run_main
 from common.errors import UserError
+from common.trust import load_trust
+from data_prep.manifest import data_card
 from eval.datasource import check_heads, class_names, find_data, model_to
 from eval.images import Problem, image_files, load_image
 from eval.loading import MODEL_HELP, load_predictor
 from eval.metrics import derived_probs
 from eval.retrieval import embedder
-from eval.trust import EMBEDDING, trained_on
-from common.trust import load_trust
+from eval.trust import EMBEDDING
 
 FORMATS = ("table", "json", "csv")
 IMPLIED = "make_from_model"
@@ -63,7 +64,7 @@ class Recogniser:
         self.mapping = model_to(manifest, "make") if "model" in self.heads else None
         self.trust = load_trust(model)  # calibration and abstention, set by eval.test (None: not set)
         self.embed = embedder(self.predictor, EMBEDDING) if self.trust and self.predictor.keras_model else None
-        self.card = self.trust.card if self.trust else trained_on(manifest)
+        self.card = self.trust.card if self.trust else data_card(manifest)
 
     def outputs(self, images: np.ndarray) -> Dict[str, np.ndarray]:
         """Calibrated probabilities per head and, where the model has its trust set, ``ood_score``."""

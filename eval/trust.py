@@ -15,10 +15,8 @@ import numpy as np
 
 from common import fs
 from common.errors import UserError
-from common.trust import (ACCEPT, Trust, auroc, fit_temperature, fpr_at_tpr, l2_normalize, save_trust,
-                          spread_subsample, threshold_for)
-from data_prep.manifest import MANIFEST, load_manifest
-from data_prep.synthetic import GROUND_TRUTH
+from common.trust import ACCEPT, Trust, auroc, fpr_at_tpr, make_trust, save_trust
+from data_prep.manifest import MANIFEST, data_card, load_manifest
 from eval.datasource import DataSource
 from eval.figures import pyplot, save_figure
 from eval.images import image_files, load_image
@@ -39,16 +37,6 @@ def split_outputs(predictor, source: DataSource, split: str, batch_size: int, co
     return collect(source.require_shards(), source.manifest, split, predictor.image_size, batch_size, both, config)
 
 
-def trained_on(manifest: dict) -> dict:
-    """What the model card says of the data: the dataset, whether it was synthetic, the classes."""
-    root = manifest.get("options", {}).get("root") or ""
-    synthetic = bool(manifest.get("notes", {}).get("synthetic")) or (
-        bool(root) and not fs.is_remote(root) and os.path.exists(os.path.join(root, GROUND_TRUTH)))
-    return {"dataset": manifest.get("dataset", "unknown"), "layout": manifest.get("layout"), "synthetic": synthetic,
-            "classes": {head: entry["num_classes"] for head, entry in manifest.get("heads", {}).items()},
-            "data_built": manifest.get("created")}
-
-
 def build_trust(predictor, source: DataSource, config, batch_size: int, val_split: str = "val",
                 fit_split: str = "train") -> Tuple[Optional[Trust], str]:
     """``(trust, "")``, or ``(None, why not)`` for a model without the layers it needs or data without
@@ -59,14 +47,11 @@ def build_trust(predictor, source: DataSource, config, batch_size: int, val_spli
     if not splits.get(val_split):
         return None, f"the data has no {val_split!r} split to set the threshold and temperatures on"
     reference = split_outputs(predictor, source, fit_split, batch_size, config)["outputs"][EMBEDDING]
-    reference = l2_normalize(reference[spread_subsample(len(reference))])
     val = split_outputs(predictor, source, val_split, batch_size, config)
-    probs, labels = val["outputs"], val["labels"]
-    temperatures = {head: fit_temperature(probs[head], labels[head]) for head in predictor.heads if head in labels}
-    trust = Trust(reference=reference.astype(np.float16).astype(np.float32), threshold=0.0,
-                  temperatures=temperatures, card=trained_on(source.manifest))
-    trust.threshold = threshold_for(trust.scores(probs[EMBEDDING]))
-    trust.card["threshold_set_on"] = f"{val_split} ({len(labels[next(iter(labels))])} images)"
+    outputs = val["outputs"]
+    probs = {head: outputs[head] for head in predictor.heads if head in outputs}
+    trust = make_trust(reference, probs, val["labels"], outputs[EMBEDDING], data_card(source.manifest),
+                       f"{val_split} ({len(outputs[EMBEDDING])} images)")
     return trust, ""
 
 

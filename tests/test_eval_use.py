@@ -121,6 +121,7 @@ def test_images_are_found_read_upright_and_bad_ones_explained(photos):
 
 
 def test_predict_reports_top_k_implied_make_and_skips_unreadable_files(trained, photos, tiny_shards, capsys):
+    from common.trust import load_trust
     from eval import predict
     from eval.loading import load_predictor
 
@@ -140,6 +141,7 @@ def test_predict_reports_top_k_implied_make_and_skips_unreadable_files(trained, 
 
     pixels = np.asarray(Image.open(io.BytesIO(records[0]["image/encoded"])).convert("RGB"))  # as eval.images reads
     probs = load_predictor(str(trained / "model.keras")).predict(pixels[None])
+    probs = load_trust(str(trained / "model.keras")).calibrated(probs)  # set at the end of training
     for head in manifest["heads"]:
         order = np.argsort(-probs[head][0])
         assert [c["class"] for c in first[head]] == [head_names(manifest, head)[i] for i in order[:2]]

@@ -158,3 +158,18 @@ def test_the_form_fills_nothing_for_photos_unlike_the_training_data(tmp_path):
     card = model_card(Judging.card)
     assert "**synthetic demo pictures — not real cars**" in card and "2 makes, 3 models" in card
     assert "Test accuracy: make 90%" in card and "2026-12-03" in card and "not answered" in card
+
+
+def test_training_sets_calibration_and_abstention_at_its_end(tiny_shards, tmp_path, capsys):
+    from training.trainer import fit
+    from tests.helpers import tiny_config
+
+    run = tmp_path / "run"
+    metrics = fit(tiny_config(tiny_shards, training={"model_name": "focal_loss.h5"}), str(run))
+    assert "calibration and abstention set on val: model.trust.json" in capsys.readouterr().out
+    for name in ("model.keras", "focal_loss.h5"):  # beside each best model
+        trust = load_trust(str(run / name))
+        assert trust.threshold > 0 and set(trust.temperatures) == {"make", "model", "year", "type"}
+        assert trust.card["synthetic"] is True and trust.card["threshold_set_on"].startswith("val (")
+        assert trust.card["test_accuracy"] == {head: value["accuracy"] for head, value in metrics["heads"].items()}
+        assert len(trust.reference) == 47 and trust.reference.shape[1] == 512  # every training image (≤ 2,000)

@@ -1,13 +1,18 @@
 """The end of a run: last model, training curves, evaluation on the held-out split, a summary."""
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Dict
 
 import keras
+import numpy as np
 
 from common import fs
-from training.callbacks import HeadPrefixedLogs
+from common.trust import make_trust, save_trust
+from data_prep.manifest import data_card
+from training.callbacks import HeadPrefixedLogs, best_model_names
+from training.data import eval_dataset
 from training.plan import RunPlan, evaluation_data, padded_examples
 from training.plots import plot_curves
 from training.run import RunDir, RunState, copy_atomic
@@ -41,6 +46,47 @@ def evaluate_best(plan: RunPlan, run: RunDir) -> Dict[str, dict]:
     return {"split": split, "heads": results, "loss": float(values.get("loss", float("nan")))}
 
 
+def set_trust(plan: RunPlan, run: RunDir, metrics: dict) -> str:
+    """Calibration and the out-of-distribution threshold (:mod:`common.trust`), set on the validation
+    split and saved beside each best model (``eval.test`` sets them again, with its report); the file
+    written, or '' where there is no validation split or no ``embedding`` layer."""
+    split, config = plan.config.data.val_split, plan.config
+    if plan.distribution.replicas > 1 or not run.writer or not split or not plan.shards.examples(split):
+        return ""  # several devices: eval.test sets them (the notebooks run it next), on one
+    model = keras.models.load_model(run.join("model.keras"), compile=False)
+    try:
+        embedding = model.get_layer("embedding").output
+    except ValueError:
+        return ""
+    both = keras.Model(model.inputs, list(model.outputs) + [embedding])
+    names = list(model.output_names)
+    fit = outputs_of(both, names, plan, config.data.train_split)
+    val = outputs_of(both, names, plan, split)
+    card = {**data_card(plan.shards.manifest), "model": config.training.model_name,
+            "test_accuracy": {head: value["accuracy"] for head, value in metrics.get("heads", {}).items()},
+            "set": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    trust = make_trust(fit["embedding"], {head: val[head] for head in plan.heads}, val["labels"], val["embedding"],
+                       card, f"{split} ({len(val['embedding'])} images)")
+    return [save_trust(trust, run.join(name)) for name in best_model_names(config)][0]
+
+
+def outputs_of(model, names, plan: RunPlan, split: str) -> Dict[str, object]:
+    """Probabilities per head (``names``: the model's outputs, then the embedding), embeddings and
+    labels of every image of ``split``, in one pass without augmentation."""
+    files, examples, _ = plan.process_shards(split)
+    found: Dict[str, list] = {name: [] for name in names + ["embedding"]}
+    labels: Dict[str, list] = {head: [] for head in plan.heads}
+    for batch in eval_dataset(files, plan.pipeline, plan.local_batch, examples=examples):
+        values = model.predict_on_batch(batch[0].numpy())
+        for name, value in zip(names + ["embedding"], values):
+            found[name].append(np.asarray(value, dtype=np.float32).reshape(len(value), -1))
+        for head in labels:  # a single-head model's labels come as one tensor
+            labels[head].append(np.asarray(batch[1][head] if isinstance(batch[1], dict) else batch[1]))
+    result = {name: np.concatenate(parts) for name, parts in found.items()}
+    result["labels"] = {head: np.concatenate(parts) for head, parts in labels.items()}
+    return result
+
+
 def print_summary(name: str, metrics: dict, out: str) -> None:
     if "heads" not in metrics:
         print(f"done: {out} (no held-out split evaluated)")
@@ -66,6 +112,9 @@ def finish_run(plan: RunPlan, run: RunDir, state: RunState) -> dict:
         copy_atomic(run.join(state.checkpoint), run.join("last.keras"))  # the last epoch's checkpoint
         plot_curves(state.history, list(plan.heads), run.join("curves"))
         fs.write_text_atomic(run.join("metrics.json"), json.dumps(metrics, indent=2))
+        if set_trust(plan, run, metrics):
+            print(f"calibration and abstention set on {plan.config.data.val_split}: "
+                  f"{best_model_names(plan.config)[0].rsplit('.', 1)[0]}.trust.json")
         run.write_state(state)
         print_summary(plan.config.name, metrics, run.path)
     return metrics

@@ -38,7 +38,8 @@ def open_page(url: str, width: int = 1280, height: int = 1000):
 
 def fill_form(driver, photos: Sequence[str], heads: Sequence[str], timeout: float = 60) -> Dict[str, str]:
     """Upload ``photos``, press *Fill in the form*, wait for the answer; returns each field's value,
-    each field's alternatives text (``alternatives-<head>``) and the status text (``status``)."""
+    each field's alternatives text (``alternatives-<head>``), the status text (``status``), the model
+    card's text (``model-card``) and how many thumbnails show (``thumbnails``)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -51,7 +52,9 @@ def fill_form(driver, photos: Sequence[str], heads: Sequence[str], timeout: floa
     before = driver.find_element(By.ID, "status").text
     driver.find_element(By.ID, "fill").click()
     wait.until(lambda page: page.find_element(By.ID, "status").text.strip() not in ("", before.strip()))
-    result = {"status": driver.find_element(By.ID, "status").text}
+    result = {"status": driver.find_element(By.ID, "status").text,
+              "model-card": driver.find_element(By.ID, "model-card").text,
+              "thumbnails": str(len(driver.find_elements(By.CSS_SELECTOR, "#thumbnails img")))}
     for head in heads:
         box = driver.find_element(By.CSS_SELECTOR, f"#field-{head} textarea, #field-{head} input")
         result[head] = box.get_attribute("value")

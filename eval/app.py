@@ -22,6 +22,7 @@ import numpy as np
 
 from common.cli import run_main
 from common.errors import UserError
+from data_prep.images import is_photo_name
 from eval.images import decoded_megapixels, load_image
 from eval.loading import MODEL_HELP
 from eval.predict import Recogniser, implied_make, top_k
@@ -236,6 +237,11 @@ def model_card(card: dict) -> str:
     return " ".join(lines)
 
 
+def thumbnail_paths(paths: Optional[Sequence[str]]) -> List[str]:
+    """The uploaded files the gallery can show as thumbnails (photos; a PDF among them is left out)."""
+    return [path for path in (paths or []) if path and is_photo_name(path)]
+
+
 def build_app(filler: FormFiller):
     """The Gradio page; its fill function is also exposed to API clients as ``/fill``."""
     gr = gradio()
@@ -248,6 +254,8 @@ def build_app(filler: FormFiller):
                 # what is not a photo as skipped and uses the rest
                 photos = gr.File(label=f"Photos of the car (up to {filler.limits.max_photos})",
                                  file_count="multiple", type="filepath", elem_id="photos")
+                thumbnails = gr.Gallery(label="Your photos", elem_id="thumbnails", columns=4, height="auto",
+                                        interactive=False, show_label=False)
                 button = gr.Button("Fill in the form", variant="primary", elem_id="fill")
                 status = gr.Markdown(elem_id="status")
             with gr.Column(scale=2):
@@ -263,6 +271,7 @@ def build_app(filler: FormFiller):
             return outputs_of(filler.fill(paths), filler.fields)
 
         button.click(fill, inputs=photos, outputs=boxes + labels + [status], api_name="fill")
+        photos.change(thumbnail_paths, inputs=photos, outputs=thumbnails, show_progress="hidden")
     return app.queue(default_concurrency_limit=filler.limits.concurrency, max_size=filler.limits.queue_size)
 
 

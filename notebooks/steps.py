@@ -250,9 +250,10 @@ def tune(config: str, shards: str, out: str, space: str = "report004", max_epoch
 
 @notebook_step
 def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: Optional[str] = None, tta: bool = False,
-             batch_size: int = 32, show: bool = True) -> dict:
-    """``python -m eval.test`` in-process; shows the report's tables and figures inline."""
-    metrics = run_evaluation(model, data, split, out, tta, batch_size)
+             batch_size: int = 32, show: bool = True, ood: Optional[str] = None) -> dict:
+    """``python -m eval.test`` in-process (it also sets the model's calibration and abstention;
+    ``ood``: photos outside its classes, to measure abstention); shows the report's figures inline."""
+    metrics = run_evaluation(model, data, split, out, tta, batch_size, ood)
     print_summary(metrics["title"], metrics, metrics["out"])
     if show:
         show_report(metrics["out"])

@@ -267,10 +267,20 @@ def test_page_in_headless_chromium_uploads_a_photo_and_reads_the_fields(served, 
             alternatives = page[f"alternatives-{field.head}"]
             assert all(item["class"] in alternatives for item in field.alternatives)
         assert page["status"].startswith("Filled from 2 photos combined")
+        assert "Model card. Trained on synthetic demo pictures — not real cars" in page["model-card"]
+        assert "Photos unlike its training data are not answered" in page["model-card"]
+        assert page["thumbnails"] == "2"
         assert driver.save_screenshot(str(tmp_path / "page.png"))
         assert (tmp_path / "page.png").stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_thumbnails_show_the_photos_and_leave_other_files_out():
+    from eval.app import thumbnail_paths
+
+    assert thumbnail_paths(["/tmp/a.jpg", "/tmp/brochure.pdf", "/tmp/b.HEIC", None]) == ["/tmp/a.jpg", "/tmp/b.HEIC"]
+    assert thumbnail_paths(None) == []
 
 
 def test_a_taken_port_is_a_clear_error(trained, capsys):

@@ -53,7 +53,7 @@ def set_trust(plan: RunPlan, run: RunDir, metrics: dict) -> str:
     split, config = plan.config.data.val_split, plan.config
     if plan.distribution.replicas > 1 or not run.writer or not split or not plan.shards.examples(split):
         return ""  # several devices: eval.test sets them (the notebooks run it next), on one
-    model = keras.models.load_model(run.join("model.keras"), compile=False)
+    model = keras.models.load_model(run.join("model.keras"))  # compiled: its optimizer state loads quietly
     try:
         embedding = model.get_layer("embedding").output
     except ValueError:

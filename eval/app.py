@@ -228,8 +228,10 @@ def model_card(card: dict) -> str:
     lines = [f"**Model card.** Trained on {what} ({card.get('dataset', 'unknown')}); it knows {classes}."]
     if accuracy:
         lines.append(f"Test accuracy: {accuracy}.")
-    if card.get("set") or card.get("data_built"):
-        lines.append(f"Evaluated {str(card.get('set') or card.get('data_built'))[:10]}.")
+    if card.get("set"):
+        lines.append(f"Calibrated {str(card['set'])[:10]}.")
+    elif card.get("data_built"):
+        lines.append(f"Data built {str(card['data_built'])[:10]}.")
     if "threshold_set_on" not in card:
         lines.append("Its abstention is not set (python -m eval.test sets it): every photo gets an answer.")
     else:

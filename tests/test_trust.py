@@ -157,7 +157,7 @@ def test_the_form_fills_nothing_for_photos_unlike_the_training_data(tmp_path):
     assert "1 photo(s) set aside: they do not look like the cars this model knows" in both.status()
     card = model_card(Judging.card)
     assert "**synthetic demo pictures — not real cars**" in card and "2 makes, 3 models" in card
-    assert "Test accuracy: make 90%" in card and "2026-12-03" in card and "not answered" in card
+    assert "Test accuracy: make 90%" in card and "Calibrated 2026-12-03." in card and "not answered" in card
 
 
 def test_training_sets_calibration_and_abstention_at_its_end(tiny_shards, tmp_path, capsys):

@@ -25,10 +25,12 @@ import numpy as np
 from common import fs
 from common.errors import UserError
 
+OOD_SCORE = "ood_score"  # the output (and prediction field) carrying the score
 K = 10  # the k-th nearest reference embedding
 ACCEPT = 0.95  # share of in-distribution (validation) photos the threshold accepts
 MAX_REFERENCE = 2000  # training embeddings kept as the reference (a spread subsample)
 TEMPERATURE_RANGE = (0.05, 20.0)
+FLOOR = float(np.finfo(np.float32).tiny)  # probabilities are floored here before the log (exports do the same)
 VERSION = 1
 
 
@@ -58,7 +60,7 @@ def knn_scores(reference: np.ndarray, embeddings: np.ndarray, k: int = K, batch:
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """``softmax(log p / T)``: the same ranking, confidence scaled."""
-    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-300, 1.0)) / temperature
+    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), FLOOR, 1.0)) / temperature
     logits -= logits.max(axis=-1, keepdims=True)
     scaled = np.exp(logits)
     return scaled / scaled.sum(axis=-1, keepdims=True)
@@ -113,17 +115,32 @@ class Trust:
     k: int = K
     accept: float = ACCEPT
     score: str = "distance to the k-th nearest of the training embeddings (L2-normalised)"
+    in_graph: bool = False  # an export: its outputs are calibrated already and carry the score
+    kept: int = 0  # an export's reference size (its reference lives in its graph)
+
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        if self.in_graph:
+            raise ValueError("an export computes its scores inside its graph (output 'ood_score')")
         return knn_scores(self.reference, embeddings, self.k)
 
     def calibrated(self, probs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        if self.in_graph:
+            return dict(probs)
         return {head: apply_temperature(value, self.temperatures.get(head, 1.0)) for head, value in probs.items()}
 
     def describe(self) -> dict:
         return {"version": VERSION, "score": self.score, "k": self.k, "accept": self.accept,
-                "threshold": self.threshold, "reference_size": int(len(self.reference)),
+                "threshold": self.threshold, "reference_size": int(len(self.reference)) or self.kept,
                 "temperatures": self.temperatures, "card": self.card}
+
+    @classmethod
+    def in_export(cls, description: dict) -> "Trust":
+        """The trust an export applies inside its graph, from the description saved with it."""
+        return cls(reference=np.zeros((0, 0), np.float32), threshold=float(description["threshold"]),
+                   temperatures={str(k): float(v) for k, v in description["temperatures"].items()},
+                   card=dict(description["card"]), k=int(description["k"]), accept=float(description["accept"]),
+                   score=str(description["score"]), in_graph=True, kept=int(description.get("reference_size", 0)))
 
 
 def make_trust(reference: np.ndarray, probs: Dict[str, np.ndarray], labels: Dict[str, np.ndarray],

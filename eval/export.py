@@ -3,9 +3,13 @@
 A serving artefact with the preprocessing inside: it takes raw RGB images (uint8, ``[batch, height,
 width, 3]``, any size) under the input name ``images`` and returns one probability vector per head
 (signature ``serving_default``). Resizing, and the normalisation a model trained with
-``data.normalize_in: pipeline`` expects, happen inside. Next to the artefact: ``model_info.json``
-(heads, image size, class names; the SavedModel keeps it in ``assets/``), the run's ``manifest.json``
-and ``config.yaml``. The export is then checked against the Keras model on the same images.
+``data.normalize_in: pipeline`` expects, happen inside. Where the model's calibration and
+out-of-distribution threshold are set (``<model>.trust.json``, by training or ``eval.test``), they
+are applied inside too: the probabilities are calibrated and an output ``ood_score`` is added (in
+distribution when it is at most the threshold in ``model_info.json``). Next to the artefact:
+``model_info.json`` (heads, image size, class names, the threshold and temperatures; the SavedModel
+keeps it in ``assets/``), the run's ``manifest.json`` and ``config.yaml``. The export is then checked
+against the Keras model (calibrated and scored) on the same images.
 """
 from __future__ import annotations
 
@@ -25,8 +29,10 @@ from common import fs
 from common.cli import run_main
 from common.errors import UserError
 from common.registry import Registry
+from common.trust import FLOOR, OOD_SCORE, Trust, load_trust
 from eval.datasource import model_folders, class_names, find_data, model_to, output_folder, parent
 from eval.loading import INPUT_NAME, MODEL_INFO, SERVING_KEY, load_predictor, prepare_images, tflite_info_path
+from eval.trust import EMBEDDING, heads_and_embedding, trusted_predict
 from training.run import copy_atomic
 
 TOLERANCE = 1e-4  # largest probability difference accepted for an unquantised export
@@ -40,7 +46,7 @@ class ExportFormat:
 
     default_name: Callable[[str, bool], str]  # (model stem, quantize) → file or folder name
     check: Callable[[str, str], None]  # (model path, target)
-    write: Callable  # (predictor, target, model info, quantize)
+    write: Callable  # (predictor, target, model info, quantize, trust or None)
     run_files_folder: Callable[[str], str]  # target → folder
     quantizable: bool = False
 
@@ -53,20 +59,58 @@ def default_out(model_path: str, fmt: str, quantize: bool) -> str:
     return fs.join(parent(model_path.rstrip("/")), "export", EXPORTS.get(fmt).default_name(stem, quantize))
 
 
-def model_info(predictor, manifest: Optional[dict], quantize: bool = False) -> dict:
+def model_info(predictor, manifest: Optional[dict], quantize: bool = False, trust: Optional[Trust] = None) -> dict:
     info = {**predictor.info(), "quantized": quantize}
+    if trust is not None:  # applied inside: the outputs are calibrated; in_distribution is ood_score <= threshold
+        info["trust"] = trust.describe()
+        info["outputs"] = {**{head: "calibrated probabilities" for head in predictor.heads},
+                           OOD_SCORE: f"out-of-distribution score; in distribution when <= {trust.threshold:.6f}"}
     if manifest is not None:
         info["classes"] = class_names(manifest, predictor.heads)
         info["model_to_make"] = model_to(manifest, "make")
     return info
 
 
-def write_savedmodel(predictor, target: str, info: dict) -> None:
-    """Write the SavedModel to a temporary folder beside ``target``, then move it into place."""
-    model, size, pixels = predictor.keras_model, predictor.image_size, predictor.pixels
+def trust_graph(trust: Trust):
+    """``(heads' probabilities, embeddings) → outputs`` in TensorFlow ops, as :mod:`common.trust`
+    computes them in NumPy: each head's probabilities at its temperature, and ``ood_score``, the
+    distance to the k-th nearest reference embedding (the reference travels inside the export)."""
+    reference = tf.constant(np.asarray(trust.reference, np.float32))
+    k = min(trust.k, len(trust.reference))
+
+    def apply(probs: dict, embeddings):
+        outputs = {head: tf.nn.softmax(tf.math.log(tf.maximum(value, FLOOR)) / trust.temperatures.get(head, 1.0))
+                   for head, value in probs.items()}
+        flat = tf.reshape(embeddings, [tf.shape(embeddings)[0], -1])
+        unit = flat / tf.maximum(tf.norm(flat, axis=1, keepdims=True), 1e-12)
+        squared = tf.maximum(2.0 - 2.0 * tf.matmul(unit, reference, transpose_b=True), 0.0)
+        outputs[OOD_SCORE] = tf.sqrt(-tf.math.top_k(-squared, k=k).values[:, k - 1])
+        return outputs
+
+    return apply
+
+
+def serving_model(predictor, trust: Optional[Trust]):
+    """The Keras model the export serves: the model itself, or, with a trust, one that also gives the
+    embedding (same weights)."""
+    model = predictor.keras_model
+    if trust is None:
+        return model
+    return keras.Model(model.inputs, {**dict(zip(model.output_names, model.outputs)),
+                                      EMBEDDING: model.get_layer(EMBEDDING).output})
+
+
+def write_savedmodel(predictor, target: str, info: dict, trust: Optional[Trust] = None) -> None:
+    """Write the SavedModel to a temporary folder beside ``target``, then move it into place. With a
+    ``trust``, its outputs are calibrated and carry ``ood_score``."""
+    model, size, pixels = serving_model(predictor, trust), predictor.image_size, predictor.pixels
+    finish = trust_graph(trust) if trust is not None else None
 
     def serve(images):
-        return model(prepare_images(images, size, pixels), training=False)
+        outputs = model(prepare_images(images, size, pixels), training=False)
+        if finish is None:
+            return outputs
+        return finish({head: outputs[head] for head in predictor.heads}, outputs[EMBEDDING])
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -165,13 +209,13 @@ def convert_tflite(savedmodel: str, quantize: bool) -> bytes:
     return converter.convert()
 
 
-def write_tflite(predictor, target: str, info: dict, quantize: bool) -> None:
+def write_tflite(predictor, target: str, info: dict, quantize: bool, trust: Optional[Trust] = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         savedmodel = os.path.join(folder, "savedmodel")
         if predictor.kind == "savedmodel":
             savedmodel = predictor.path
         else:
-            write_savedmodel(predictor, savedmodel, info)
+            write_savedmodel(predictor, savedmodel, info, trust)
         flatbuffer = convert_tflite(savedmodel, quantize)
     fs.write_bytes_atomic(target, flatbuffer)
     fs.write_text_atomic(tflite_info_path(target), json.dumps(info, indent=2, ensure_ascii=False))
@@ -200,15 +244,21 @@ def check_images(image_size: int, seed: int = 0):
 
 
 def compare(reference, exported, image_size: int) -> dict:
-    """Largest probability difference and top-1 agreement between two predictors on the same images."""
-    largest, agree, total = 0.0, 0, 0
+    """Largest probability difference and top-1 agreement between two ``images → outputs`` functions
+    on the same images (and the largest ``ood_score`` difference, where both give one)."""
+    largest, agree, total, score = 0.0, 0, 0, None
     for images in check_images(image_size):
-        expected, actual = reference.predict(images), exported.predict(images)
+        expected, actual = reference(images), exported(images)
         for head in expected:
-            largest = max(largest, float(np.max(np.abs(expected[head] - actual[head]))))
+            difference = float(np.max(np.abs(expected[head] - actual[head])))
+            if head == OOD_SCORE:
+                score = max(score or 0.0, difference)
+                continue
+            largest = max(largest, difference)
             agree += int(np.sum(expected[head].argmax(axis=1) == actual[head].argmax(axis=1)))
             total += len(images)
-    return {"max_abs_difference": largest, "top1_agreement": agree / total}
+    result = {"max_abs_difference": largest, "top1_agreement": agree / total}
+    return {**result, "max_score_difference": score} if score is not None else result
 
 
 def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = False, check: bool = True) -> dict:
@@ -231,27 +281,46 @@ def export(model: str, fmt: str, out: Optional[str] = None, quantize: bool = Fal
         raise UserError(f"--model: {model} is already an exported {predictor.kind}; export from the .keras or .h5 "
                         "file (a SavedModel export can be converted with --format tflite)")
     manifest = _manifest_or_none(model)
-    info = model_info(predictor, manifest, quantize)
-    kind.write(predictor, target, info, quantize)
+    trust = export_trust(predictor, model)
+    info = model_info(predictor, manifest, quantize, trust)
+    kind.write(predictor, target, info, quantize, trust)
     copy_run_files(model, kind.run_files_folder(target))
-    result = {"path": target, "format": fmt, "quantized": quantize, "bytes": _size(target)}
+    result = {"path": target, "format": fmt, "quantized": quantize, "bytes": _size(target),
+              "trust": trust is not None}
     if check:
-        result["check"] = compare(predictor, load_predictor(target, written_here=True), predictor.image_size)
+        written = load_predictor(target, written_here=True)
+        result["check"] = compare(trusted_predict(predictor, trust), trusted_predict(written, written.trust),
+                                  predictor.image_size)
         limit = None if quantize else TOLERANCE
-        if limit is not None and result["check"]["max_abs_difference"] > limit:
-            raise UserError(f"the export at {target} predicts differently from {model}: largest probability "
-                            f"difference {result['check']['max_abs_difference']:.2e} (allowed {limit:.0e})")
+        worst = max(result["check"]["max_abs_difference"], result["check"].get("max_score_difference") or 0.0)
+        if limit is not None and worst > limit:
+            raise UserError(f"the export at {target} predicts differently from {model}: largest probability or "
+                            f"score difference {worst:.2e} (allowed {limit:.0e})")
     return result
+
+
+def export_trust(predictor, model: str) -> Optional[Trust]:
+    """The calibration and threshold saved beside ``model`` (set by training or ``eval.test``), which the
+    export applies inside; an export of an export keeps its own; ``None`` (with a note) when not set."""
+    if predictor.trust is not None:  # a SavedModel export converted to TFLite: its graph applies them already
+        return predictor.trust
+    trust = load_trust(model)
+    if trust is None:
+        print(f"note: {model} has no calibration and threshold beside it (python -m eval.test sets them): the export "
+              "gives uncalibrated probabilities and no ood_score", file=sys.stderr)
+    elif predictor.keras_model is None or heads_and_embedding(predictor) is None:
+        raise UserError(f"--model: {model} has a calibration and threshold beside it but no 'embedding' layer to "
+                        "score with; export from the .keras file")
+    return trust
 
 
 EXPORTS.register("savedmodel")(ExportFormat(
     default_name=lambda stem, quantize: f"{stem}_savedmodel", check=check_savedmodel_target,
-    write=lambda predictor, target, info, quantize: write_savedmodel(predictor, target, info),
+    write=lambda predictor, target, info, quantize, trust: write_savedmodel(predictor, target, info, trust),
     run_files_folder=lambda target: target))
 EXPORTS.register("tflite")(ExportFormat(
     default_name=lambda stem, quantize: f"{stem}{'_quantized' if quantize else ''}.tflite",
-    check=check_tflite_target, write=lambda predictor, target, info, quantize: write_tflite(predictor, target, info,
-                                                                                             quantize),
+    check=check_tflite_target, write=write_tflite,
     run_files_folder=parent, quantizable=True))
 
 
@@ -279,9 +348,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     result = export(args.model, args.format, args.out, args.quantize, not args.no_check)
     print(f"exported {result['format']}{' (quantized)' if result['quantized'] else ''}: {result['path']} "
           f"({result['bytes'] / 1e6:.1f} MB)")
+    if result["trust"]:
+        print("  inside: calibrated probabilities and the output ood_score (in distribution when at most the "
+              "threshold in model_info.json)")
     if "check" in result:
+        score = result["check"].get("max_score_difference")
         print(f"  check against {args.model}: largest probability difference "
-              f"{result['check']['max_abs_difference']:.2e}, top-1 agreement {result['check']['top1_agreement']:.0%}")
+              f"{result['check']['max_abs_difference']:.2e}, top-1 agreement {result['check']['top1_agreement']:.0%}"
+              + (f", largest ood_score difference {score:.2e}" if score is not None else ""))
     return 0
 
 

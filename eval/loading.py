@@ -27,6 +27,7 @@ from common import fs
 from common.cli import filtered_stderr
 from common.errors import UserError
 from common.registry import Registry
+from common.trust import Trust
 from eval.datasource import training_config
 from training.data import pipeline_normalised
 from models.backbones import BACKBONES
@@ -48,6 +49,8 @@ class Predictor:
     predict: Callable[[np.ndarray], Dict[str, np.ndarray]]
     keras_model: Optional[object] = None
     pixels: Optional[str] = None  # normalisation applied before the Keras model (None: inside it)
+    trust: Optional[Trust] = None  # an export's calibration and score, applied inside it
+    scored: Optional[Callable[[np.ndarray], Dict[str, np.ndarray]]] = None  # then: its heads and "ood_score"
 
     def info(self) -> dict:
         return {"heads": self.heads, "image_size": self.image_size, "input": INPUT_NAME,
@@ -124,7 +127,8 @@ def _info(path: str) -> dict:
                         "export again with python -m eval.export")
     try:
         info = json.loads(fs.read_text(path))
-        return {"heads": {str(k): int(v) for k, v in info["heads"].items()}, "image_size": int(info["image_size"])}
+        return {"heads": {str(k): int(v) for k, v in info["heads"].items()}, "image_size": int(info["image_size"]),
+                "trust": Trust.in_export(info["trust"]) if info.get("trust") else None}
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"--model: {path} is not a model description written by eval.export ({error})") from None
 
@@ -144,11 +148,11 @@ def _savedmodel(path: str) -> Predictor:
     serve = loaded.signatures[SERVING_KEY]
     info = _info(fs.join(path, "assets", MODEL_INFO))
 
-    def predict(images):
+    def scored(images):
         outputs = serve(**{INPUT_NAME: tf.convert_to_tensor(np.asarray(images, np.uint8))})
         return {name: np.asarray(value) for name, value in outputs.items()}
 
-    return Predictor(path, "savedmodel", info["heads"], info["image_size"], predict)
+    return exported(path, "savedmodel", info, scored)
 
 
 def tflite_interpreter(path: str, threads: Optional[int] = None):
@@ -175,11 +179,24 @@ def _tflite(path: str, threads: Optional[int] = None) -> Predictor:
     with filtered_stderr():  # LiteRT announces its CPU delegate on the first run
         runner(**{INPUT_NAME: np.zeros((1, info["image_size"], info["image_size"], 3), np.uint8)})
 
-    def predict(images):
+    def scored(images):
         outputs = runner(**{INPUT_NAME: np.ascontiguousarray(images, np.uint8)})
         return {name: np.asarray(value) for name, value in outputs.items()}
 
-    return Predictor(path, "tflite", info["heads"], info["image_size"], predict)
+    return exported(path, "tflite", info, scored)
+
+
+def exported(path: str, kind: str, info: dict, scored: Callable[[np.ndarray], Dict[str, np.ndarray]]) -> Predictor:
+    """An export's predictor: ``predict`` gives its heads; where it applies its trust inside (outputs
+    calibrated, plus ``ood_score``), ``scored`` gives every output."""
+    heads = info["heads"]
+
+    def predict(images):
+        outputs = scored(images)
+        return {name: value for name, value in outputs.items() if name in heads} if info["trust"] else outputs
+
+    return Predictor(path, kind, heads, info["image_size"], predict, trust=info["trust"],
+                     scored=scored if info["trust"] else None)
 
 
 def finite_outputs(path: str, predict: Callable[[np.ndarray], Dict[str, np.ndarray]]):

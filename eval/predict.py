@@ -16,18 +16,17 @@ import pandas as pd
 
 from common.cli import run_main
 from common.errors import UserError
-from common.trust import load_trust
+from common.trust import OOD_SCORE, load_trust
 from data_prep.manifest import data_card
 from eval.datasource import check_heads, class_names, find_data, model_to
 from eval.images import Problem, image_files, load_image
 from eval.loading import MODEL_HELP, load_predictor
 from eval.metrics import derived_probs
-from eval.retrieval import embedder
-from eval.trust import EMBEDDING
+from eval.trust import trusted_predict
 
 FORMATS = ("table", "json", "csv")
 IMPLIED = "make_from_model"
-OOD_SCORE, IN_DISTRIBUTION = "ood_score", "in_distribution"
+IN_DISTRIBUTION = "in_distribution"
 UNLIKE = "the photo does not look like the cars this model knows: no answer"
 
 
@@ -62,19 +61,10 @@ class Recogniser:
         self.heads = check_heads(self.predictor.heads, manifest)
         self.names = class_names(manifest, manifest["heads"])
         self.mapping = model_to(manifest, "make") if "model" in self.heads else None
-        self.trust = load_trust(model)  # calibration and abstention, set by eval.test (None: not set)
-        self.embed = embedder(self.predictor, EMBEDDING) if self.trust and self.predictor.keras_model else None
+        # calibration and abstention: applied inside an export, else set beside the model by eval.test (None: not set)
+        self.trust = self.predictor.trust or load_trust(model)
+        self.outputs = trusted_predict(self.predictor, self.trust)
         self.card = self.trust.card if self.trust else data_card(manifest)
-
-    def outputs(self, images: np.ndarray) -> Dict[str, np.ndarray]:
-        """Calibrated probabilities per head and, where the model has its trust set, ``ood_score``."""
-        probs = self.predictor.predict(images)
-        if self.trust is None:
-            return probs
-        probs = self.trust.calibrated({head: probs[head] for head in self.heads})
-        if self.embed is not None:
-            probs[OOD_SCORE] = self.trust.scores(self.embed(images)[EMBEDDING])
-        return probs
 
     def describe(self, probs: Dict[str, np.ndarray], index: int, k: int) -> dict:
         result = {head: top_k(probs[head][index], self.names[head], k) for head in self.heads}

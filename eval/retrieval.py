@@ -72,18 +72,22 @@ def scores(labels: np.ndarray, predicted: np.ndarray, classes: int) -> dict:
     return result
 
 
-def embedder(predictor, layer: str):
-    """``images → {"embedding": [N, D]}`` through the named layer, with the model's own preprocessing."""
+def embedder(predictor, layer: str, heads: bool = False):
+    """``images → {"embedding": [N, D]}`` through the named layer, with the model's own preprocessing;
+    with ``heads``, every head's probabilities too, from the same forward pass."""
     model = predictor.keras_model
     try:
         output = model.get_layer(layer).output
     except ValueError:
         names = [item.name for item in model.layers][-8:]
         raise UserError(f"--layer: the model has no layer {layer!r}; its last layers are {', '.join(names)}") from None
-    serve = keras_predict(keras.Model(model.inputs, output), predictor.image_size, predictor.pixels)
+    outputs = {"embedding": output, **(dict(zip(model.output_names, model.outputs)) if heads else {})}
+    serve = keras_predict(keras.Model(model.inputs, outputs), predictor.image_size, predictor.pixels)
 
     def embed(images):
-        return {"embedding": np.reshape(serve(images), (len(images), -1))}
+        values = dict(serve(images))
+        values["embedding"] = np.reshape(values["embedding"], (len(images), -1))
+        return values
 
     return embed
 

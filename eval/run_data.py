@@ -1,7 +1,7 @@
 """A split of the shards read the way the model was evaluated during training, and its predictions."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -76,9 +76,12 @@ def with_tta(predict: Callable[[np.ndarray], Dict[str, np.ndarray]]):
 
 
 def predict_split(predictor, shards: str, manifest: dict, split: str, batch_size: int = 32, tta: bool = False,
-                  config=None) -> Dict[str, object]:
-    """``{"probs": {head: [N, C]}, "labels": {head: [N]}, "ids": [N]}`` over ``split``."""
-    predict = with_tta(predictor.predict) if tta else predictor.predict
+                  config=None, predict: Optional[Callable[[np.ndarray], Dict[str, np.ndarray]]] = None
+                  ) -> Dict[str, object]:
+    """``{"probs": {head: [N, C]}, "labels": {head: [N]}, "ids": [N]}`` over ``split`` (``predict``:
+    instead of the predictor's own, e.g. one that also returns embeddings)."""
+    predict = predict or predictor.predict
+    predict = with_tta(predict) if tta else predict
     result = collect(shards, manifest, split, predictor.image_size, batch_size, predict, config)
     return {"probs": result["outputs"], "labels": result["labels"], "ids": result["ids"]}
 

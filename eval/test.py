@@ -21,8 +21,8 @@ from eval.loading import MODEL_HELP, load_predictor
 from eval.metrics import head_metrics, hierarchy_metrics
 from eval.report import markdown_table, print_summary, save_json, write_predictions, write_report
 from eval.run_data import check_split, predict_split
-from eval.trust import (EMBEDDING, build_trust, calibration_report, ood_figure, ood_report, photo_embeddings,
-                        save_beside, split_outputs)
+from eval.trust import (EMBEDDING, build_trust, calibration_report, heads_and_embedding, ood_figure, ood_report,
+                        photo_embeddings, save_beside, split_outputs)
 
 
 # what an evaluation report holds (a folder holding anything else is not one)
@@ -51,8 +51,10 @@ def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: O
         raise UserError("--ood needs the .keras or .h5 model (its embedding layer gives the score); an export "
                         "keeps only the predictions")
     out = output_folder(out, default_out(model, split, tta), REPORT_FILES, "eval.test")
+    both = None if tta else heads_and_embedding(predictor)  # embeddings of the split for its scores, same pass
     result = predict_split(predictor, source.require_shards(), source.manifest, split, batch_size, tta,
-                           training_config(model))
+                           training_config(model), both)
+    embeddings = result["probs"].pop(EMBEDDING, None)
     names = class_names(source.manifest, heads)
     per_head = {head: head_metrics(result["probs"][head], result["labels"][head], names[head]) for head in heads}
     unlabelled = [head for head, value in per_head.items() if value is None]
@@ -68,13 +70,13 @@ def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: O
     metrics.update({"out": out, "model": model, "kind": predictor.kind, "data": source.shards, "split": split,
                     "examples": len(result["ids"]), "tta": tta, "title": title,
                     "unlabelled_heads": unlabelled})
-    metrics.update(trust_metrics(predictor, source, model, split, batch_size, result, per_head, out, ood))
+    metrics.update(trust_metrics(predictor, source, model, split, batch_size, result, per_head, out, ood, embeddings))
     save_json(fs.join(out, "metrics.json"), metrics)
     return metrics
 
 
 def trust_metrics(predictor, source, model: str, split: str, batch_size: int, result: dict, per_head: dict,
-                  out: str, ood: Optional[str]) -> dict:
+                  out: str, ood: Optional[str], embeddings: Optional[np.ndarray] = None) -> dict:
     """Calibration and abstention, set on the validation split and saved beside the model; the
     ``ood`` block when ``ood`` is given. Their sections are added to ``report.md``."""
     config = training_config(model)
@@ -82,8 +84,9 @@ def trust_metrics(predictor, source, model: str, split: str, batch_size: int, re
     if trust is None:
         print(f"calibration and abstention not set: {why}")
         return {"abstention": {"unavailable": why}}
-    evaluated = split_outputs(predictor, source, split, batch_size, config)
-    in_scores = trust.scores(evaluated["outputs"][EMBEDDING])
+    if embeddings is None:  # with --tta the split's probabilities are averaged: its embeddings are taken apart
+        embeddings = split_outputs(predictor, source, split, batch_size, config)["outputs"][EMBEDDING]
+    in_scores = trust.scores(embeddings)
     found = {"calibration": calibration_report(trust, result["probs"], result["labels"]),
              "abstention": {"score": trust.score, "k": trust.k, "threshold": trust.threshold,
                             "set_on": trust.card["threshold_set_on"], "in_accepted": float(np.mean(

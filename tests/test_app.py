@@ -294,3 +294,35 @@ def test_a_taken_port_is_a_clear_error(trained, capsys):
         assert run_main(app.main, ["--model", str(trained / "model.keras"), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"error: cannot serve on 127.0.0.1:{port}" in err and "choose another --port" in err
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium_abstains_on_a_picture_unlike_the_cars(served, tmp_path):
+    """A picture far from every training picture: no field filled, one sentence saying why."""
+    pytest.importorskip("selenium")
+    from PIL import Image
+
+    from common.browser import chromium_paths, fill_form, open_page
+    from eval.app import ABSTAIN
+
+    if chromium_paths() is None:
+        pytest.skip("headless Chromium needs Debian's chromium and chromium-driver")
+    url, filler = served
+    recogniser = filler.recogniser
+    assert recogniser.trust is not None  # set at the end of training
+    rng = np.random.default_rng(5)
+    candidates = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
+    candidates += [np.full((64, 64, 3), value, np.uint8) for value in (0, 128, 255)]
+    scores = recogniser.outputs(np.stack(candidates))["ood_score"]
+    unlike = candidates[int(np.argmax(scores))]
+    assert scores.max() > recogniser.trust.threshold  # the picture the page must not answer
+    path = tmp_path / "not_a_car.png"
+    Image.fromarray(unlike).save(path)
+    driver = open_page(url)
+    try:
+        page = fill_form(driver, [str(path)], [head for head, _ in filler.fields])
+        assert ABSTAIN in page["status"]
+        assert all(page[head] == "" for head, _ in filler.fields)
+        assert page["thumbnails"] == "1" and "Model card." in page["model-card"]
+    finally:
+        driver.quit()

@@ -92,8 +92,10 @@ def test_every_output_file_is_well_formed(evaluated, tiny_shards):
 @pytest.mark.slow
 def test_keras_h5_savedmodel_and_tflite_predict_alike(trained, tmp_path, capsys):
     """Every model format (and every export format) predicts what the .keras model predicts."""
+    from common.trust import load_trust
     from eval.export import EXPORTS, export
     from eval.loading import MODEL_FORMATS, load_predictor
+    from eval.trust import trusted_predict
 
     assert set(MODEL_FORMATS.names()) == {".keras", ".h5", "savedmodel", ".tflite"}  # all loaded below
     assert set(EXPORTS.names()) == {"savedmodel", "tflite"}  # all written below
@@ -103,20 +105,30 @@ def test_keras_h5_savedmodel_and_tflite_predict_alike(trained, tmp_path, capsys)
     assert saved["check"]["max_abs_difference"] < 1e-5 and lite["check"]["max_abs_difference"] < 1e-4
     assert quantized["bytes"] < lite["bytes"] / 2  # int8 weights
     images = np.random.default_rng(1).integers(0, 256, (3, 90, 120, 3), dtype=np.uint8)  # not the model's size
-    reference = load_predictor(str(trained / "model.keras")).predict(images)
-    for path, tolerance in ((trained / "focal_loss.h5", 1e-5), (tmp_path / "sm", 1e-5),
-                            (tmp_path / "model.tflite", 1e-4)):
+    keras_model = load_predictor(str(trained / "model.keras"))
+    trust = load_trust(str(trained / "model.keras"))  # set at the end of training: the exports apply it inside
+    assert saved["trust"] and lite["trust"] and 0 <= saved["check"]["max_score_difference"] < 1e-5
+    reference = keras_model.predict(images)
+    calibrated = trusted_predict(keras_model, trust)(images)
+    assert set(calibrated) == set(reference) | {"ood_score"}
+    assert not np.allclose(calibrated["make"], reference["make"], atol=1e-3)  # the temperatures change them
+    for path, tolerance, expected in ((trained / "focal_loss.h5", 1e-5, reference), (tmp_path / "sm", 1e-5, calibrated),
+                                      (tmp_path / "model.tflite", 1e-4, calibrated)):
         predictor = load_predictor(str(path))
         assert predictor.heads == {"make": 4, "model": 8, "year": len(reference["year"][0]),
                                    "type": len(reference["type"][0])}
-        outputs = predictor.predict(images)
-        for head in reference:
-            np.testing.assert_allclose(outputs[head], reference[head], atol=tolerance, err_msg=f"{path} {head}")
+        outputs = trusted_predict(predictor, predictor.trust)(images)
+        assert set(outputs) == set(expected)
+        for head in expected:
+            np.testing.assert_allclose(outputs[head], expected[head], atol=tolerance, err_msg=f"{path} {head}")
+        assert set(predictor.predict(images)) == set(reference)  # predict: the heads only
     err = capsys.readouterr().err  # a SavedModel's graph runs when loaded: said each time, once
     assert err.count(f"note: {tmp_path / 'sm'} is a SavedModel: its own graph runs here") == 1
     assert err.count("its own graph runs here") == 1  # the .keras, .h5 and .tflite files: no note
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["image_size"] == SIZE and len(info["classes"]["model"]) == 8 and info["input"] == "images"
+    assert info["trust"]["threshold"] == pytest.approx(trust.threshold) and "ood_score" in info["outputs"]
+    assert info["trust"]["temperatures"] == pytest.approx(trust.temperatures)
     assert (tmp_path / "sm" / "manifest.json").is_file() and (tmp_path / "sm" / "assets" / "model_info.json").is_file()
 
 
@@ -124,7 +136,10 @@ def test_exported_savedmodel_evaluates_like_the_keras_model(trained, evaluated, 
     from eval.export import export
     from eval.test import evaluate
 
-    export(str(trained / "model.keras"), "savedmodel", str(tmp_path / "sm"), check=False)
+    bare = tmp_path / "bare"  # without its calibration beside it: the export's probabilities are the model's own
+    bare.mkdir()
+    shutil.copy(trained / "model.keras", bare / "model.keras")
+    assert export(str(bare / "model.keras"), "savedmodel", str(tmp_path / "sm"), check=False)["trust"] is False
     metrics = evaluate(str(tmp_path / "sm"), data=str(tiny_shards), out=str(tmp_path / "report"))
     for head, entry in evaluated[0]["heads"].items():
         assert metrics["heads"][head]["accuracy"] == entry["accuracy"]

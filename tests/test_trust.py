@@ -173,3 +173,23 @@ def test_training_sets_calibration_and_abstention_at_its_end(tiny_shards, tmp_pa
         assert trust.card["synthetic"] is True and trust.card["threshold_set_on"].startswith("val (")
         assert trust.card["test_accuracy"] == {head: value["accuracy"] for head, value in metrics["heads"].items()}
         assert len(trust.reference) == 47 and trust.reference.shape[1] == 512  # every training image (≤ 2,000)
+
+
+def test_an_export_calibrates_scores_and_abstains_like_its_keras_model(evaluated_with_ood, capsys):
+    from eval import predict
+    from eval.export import export
+
+    run, folder, _ = evaluated_with_ood
+    photos = sorted(str(path) for path in (folder / "not_cars").iterdir())[:6]
+    result = export(str(run / "model.keras"), "tflite", str(folder / "export" / "model.tflite"))
+    assert result["trust"] and result["check"]["max_score_difference"] < 1e-4
+    rows = {}
+    for model in (run / "model.keras", folder / "export" / "model.tflite"):
+        assert run_main(predict.main, ["--model", str(model), "--format", "json"] + photos) == 0
+        captured = capsys.readouterr()
+        assert "calibration and abstention are not set" not in captured.err
+        rows[model.suffix] = json.loads(captured.out)["predictions"]
+    for keras_row, lite_row in zip(rows[".keras"], rows[".tflite"]):
+        assert lite_row["ood_score"] == pytest.approx(keras_row["ood_score"], abs=1e-4)
+        assert lite_row["in_distribution"] == keras_row["in_distribution"]
+        assert lite_row["make"][0]["probability"] == pytest.approx(keras_row["make"][0]["probability"], abs=1e-4)

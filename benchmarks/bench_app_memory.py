@@ -26,7 +26,7 @@ import os
 import threading
 import time
 
-from common.cli import quiet_tensorflow
+from common.cli import command_parser, quiet_tensorflow
 
 quiet_tensorflow()  # before the project's modules import TensorFlow
 
@@ -85,7 +85,7 @@ def make_photos(folder: str, count: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m benchmarks.bench_app_memory", __doc__)
     parser.add_argument("--photos", type=int, default=12, help="photos per request (default: the app's limit, 12)")
     parser.add_argument("--requests", type=int, default=2, help="requests at once (default: the app's, 2)")
     parser.add_argument("--unbounded", action="store_true", help="the old decoding: full size, no request budget")

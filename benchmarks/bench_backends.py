@@ -13,6 +13,10 @@ Usage: ``python -m benchmarks.bench_backends [--work bench_out/backends] [--step
 """
 from __future__ import annotations
 
+from common.cli import command_parser, quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: no start-up banners
+
 import argparse
 import json
 import os
@@ -129,7 +133,7 @@ else:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m benchmarks.bench_backends", __doc__)
     parser.add_argument("--work", default=os.path.join("bench_out", "backends"))
     parser.add_argument("--steps", type=int, default=4, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs (the first compiles and is not counted)")

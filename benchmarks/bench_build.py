@@ -18,6 +18,10 @@ Usage: ``python -m benchmarks.bench_build [--images 5000] [--small 1000] [--max-
 """
 from __future__ import annotations
 
+from common.cli import command_parser, quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: no start-up banners
+
 import argparse
 import concurrent.futures
 import io
@@ -180,7 +184,7 @@ def peak_memory(root: str, out: str, max_side: int) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m benchmarks.bench_build", __doc__)
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--max-side", type=int, default=512)

@@ -45,7 +45,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from common.cli import quiet_tensorflow
+from common.cli import command_parser, quiet_tensorflow
 
 quiet_tensorflow()
 
@@ -277,7 +277,7 @@ def open_set_model(photos: str, work: str, args) -> tuple:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_ood", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m benchmarks.bench_ood", __doc__)
     parser.add_argument("--demo", default="runs/demo/model.keras", help="the demo model (python -m training.fit "
                         "--config demo.yaml writes it)")
     parser.add_argument("--photos", default=PHOTOS, help="the real photos (Kaggle class-folder layout, labels.csv)")

@@ -21,7 +21,7 @@ import shutil
 import statistics
 import time
 
-from common.cli import quiet_tensorflow
+from common.cli import command_parser, quiet_tensorflow
 from data_prep.build import build_dataset
 from data_prep.manifest import load_manifest
 from data_prep.options import BuildOptions
@@ -82,7 +82,7 @@ def measure(model_path: str, photos, repeats: int, batch: int, threads: int) -> 
 
 def main() -> None:
     quiet_tensorflow()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m benchmarks.bench_predict", __doc__)
     parser.add_argument("--backbones", default="custom_cnn:64,mobilenet_v2:224,efficientnet_b0:224",
                         help="comma-separated backbone:image_size")
     parser.add_argument("--repeats", type=int, default=100)

@@ -12,6 +12,10 @@ Usage: ``python -m benchmarks.bench_samephoto [--photos PATH] [--sample 150] [--
 """
 from __future__ import annotations
 
+from common.cli import command_parser, quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: no start-up banners
+
 import argparse
 import io
 import os
@@ -74,7 +78,7 @@ def detected(first, second, threshold: int):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m benchmarks.bench_samephoto", __doc__)
     parser.add_argument("--photos", default=PHOTOS)
     parser.add_argument("--sample", type=int, default=150, help="photos to copy for the recall table")
     parser.add_argument("--threshold", type=int, default=12, help="pHash bits for a candidate")

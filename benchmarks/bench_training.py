@@ -16,6 +16,10 @@ Usage: ``python -m benchmarks.bench_training [--images 2000] [--work bench_out/t
 """
 from __future__ import annotations
 
+from common.cli import command_parser, quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow is imported: no start-up banners
+
 import argparse
 import os
 import statistics
@@ -212,7 +216,7 @@ def bare_epoch_times(shards: str, epochs: int) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m benchmarks.bench_training", __doc__)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--work", default=None, help="default: bench_out/training (bench_out/training_real)")
     parser.add_argument("--real", nargs="?", const=realphotos.PHOTOS, metavar="PHOTOS",

@@ -1,6 +1,7 @@
 """Glue shared by every ``python -m …`` entry point: user errors become one clear line, exit 2."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import logging
@@ -22,6 +23,22 @@ def run_main(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequ
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to continue", file=sys.stderr)
         return 130
+
+
+class PlainHelpParser(argparse.ArgumentParser):
+    """An argument parser whose help shows the docstrings' ``code`` markup as plain text."""
+
+    def format_help(self) -> str:
+        return super().format_help().replace("``", "").replace("`", "")
+
+    def format_usage(self) -> str:
+        return super().format_usage().replace("``", "").replace("`", "")
+
+
+def command_parser(prog: str, doc: Optional[str]) -> argparse.ArgumentParser:
+    """The parser of ``python -m <prog>``: its description is the first paragraph of the module's
+    docstring, its help without markup."""
+    return PlainHelpParser(prog=prog, description=(doc or "").split("\n\n")[0].strip())
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from common import fs
-from common.cli import quiet_tensorflow, run_main, setup_logging
+from common.cli import command_parser, quiet_tensorflow, run_main, setup_logging
 from common.errors import UserError
 from common.lock import folder_lock
 from data_prep import duplicates, labels as label_ops, manifest as manifest_io
@@ -319,7 +319,7 @@ def print_summary(options: BuildOptions, manifest: dict) -> None:
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> BuildOptions:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.build", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m data_prep.build", __doc__)
     add = parser.add_argument
     add("--dataset", required=True, help="stanford_cars or compcars")
     add("--root", required=True, help="dataset root folder (local or gs://…)")

@@ -41,7 +41,7 @@ def build_manifest(*, dataset: str, layout: str, heads: Dict[str, List[str]], sp
                    options: dict, created: str, rejected: dict, dropped: dict, excluded: int,
                    near_duplicates: dict, conversions: dict, notes: dict, hierarchy: dict,
                    label_conflicts: Optional[dict] = None) -> dict:
-    """Assemble the manifest dictionary (keys documented in the README)."""
+    """Assemble the manifest dictionary (keys documented in docs/data.md)."""
     return {
         "format": FORMAT,
         "schema_version": schema.SCHEMA_VERSION,

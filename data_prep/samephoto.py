@@ -23,7 +23,7 @@ which its partners' crops are correlated with, and its own :class:`Crops`, compu
 partners. The build (:func:`data_prep.duplicates.verify`) so reads every image in a candidate pair
 at most twice, in worker processes, whatever the number of pairs.
 
-``python -m benchmarks.bench_samephoto`` measured it on the real Stanford Cars photos (README,
+``python -m benchmarks.bench_samephoto`` measured it on the real Stanford Cars photos (docs/data.md,
 "Near-duplicates"): copies score 0.78–1.00 (97% of them), the real photos filed twice 0.83–1.00, the look-alike
 studio shots of different cars at most 0.58. On the synthetic pictures different cars drawn in
 the same pose reach 0.76, hence the threshold of 0.78.

@@ -14,7 +14,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from common import fs
-from common.cli import quiet_tensorflow, run_main
+from common.cli import command_parser, quiet_tensorflow, run_main
 from data_prep import schema
 from data_prep.manifest import hierarchy_problems, load_manifest
 from data_prep.shards import file_digest
@@ -134,7 +134,7 @@ def verify_dataset(folder: str) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     quiet_tensorflow()
-    parser = argparse.ArgumentParser(prog="python -m data_prep.verify", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m data_prep.verify", __doc__)
     parser.add_argument("out", help="folder written by python -m data_prep.build (with manifest.json)")
     args = parser.parse_args(argv)
     problems = verify_dataset(args.out)

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from common.cli import command_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "docs", "results")
@@ -88,6 +89,89 @@ def ood_open_set(results: dict) -> str:
         candidates_table(run), operating_table(run), source_line(results, "ood.json")])
 
 
+def console(lines: Sequence[str]) -> str:
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+@renderer("demo_setup", "demo.json")
+def demo_setup(results: dict) -> str:
+    return (f"Measured on {results['machine']}: the installed environment takes "
+            f"{results['environment_gb']:.1f} GB; the demo ran {results['demo']['seconds']} s from a fresh "
+            f"checkout (`docs/results/demo.json`, written by `{results['command']}` on {results['date']}).")
+
+
+@renderer("demo_table", "demo.json")
+def demo_table(results: dict) -> str:
+    rows = [[head, str(value["classes"]), f"{value['accuracy']:.3f}",
+             f"{value['top5']:.3f}" if value.get("top5") is not None else "–", f"{value['chance']:.3f}"]
+            for head, value in results["demo"]["heads"].items()]
+    return table(["head", "classes", "test accuracy", "top-5", "chance"], rows)
+
+
+@renderer("demo_eval_console", "demo.json")
+def demo_eval_console(results: dict) -> str:
+    return console([line for line in results["eval_test"]["console"] if not line.startswith("  report:")])
+
+
+@renderer("demo_compare", "demo.json")
+def demo_compare(results: dict) -> str:
+    return console(results["compare_console"])
+
+
+@renderer("demo_tta", "demo.json")
+def demo_tta(results: dict) -> str:
+    plain = results["eval_test"]["heads"]
+    return "On the demo: " + ", ".join(f"{head} {plain[head]['accuracy']:.3f} → {value:.3f}"
+                                       for head, value in results["tta"].items() if head in plain) + "."
+
+
+@renderer("demo_retrieval", "demo.json")
+def demo_retrieval(results: dict) -> str:
+    ks = results["retrieval"]
+    return (f"On the demo's embeddings: k = {' / '.join(ks)} → {' / '.join(f'{v:.3f}' for v in ks.values())} "
+            f"against the model head's {results['eval_test']['heads']['model']['accuracy']:.3f}.")
+
+
+@renderer("demo_export", "demo.json")
+def demo_export(results: dict) -> str:
+    return table(["export of the demo model", "MB", "its check against the Keras model"],
+                 [[name, f"{value['megabytes']:.1f}", value["check"].split(": ", 1)[-1]]
+                  for name, value in results["export"].items()])
+
+
+@renderer("demo_predict", "demo.json")
+def demo_predict(results: dict) -> str:
+    return console(results["predict_console"])
+
+
+@renderer("demo_calibration", "demo.json")
+def demo_calibration(results: dict) -> str:
+    rows = [[head, f"{value['temperature']:.3f}", f"{value['ece_before']:.4f}", f"{value['ece_after']:.4f}"]
+            for head, value in results["eval_test"]["calibration"].items()]
+    return table(["head (demo model, test split)", "temperature", "ECE before", "ECE after"], rows)
+
+
+@renderer("ood_summary", "ood.json")
+def ood_summary(results: dict) -> str:
+    demo, open_set = results["demo"], results["open_set"]
+    knn = f"kNN distance, k = {10}"
+
+    def auroc(experiment: dict, name: str) -> str:
+        row = next(row for row in experiment["candidates"] if row["score"] == knn)
+        return f"{row[name]['auroc']:.3f}"
+
+    point, open_point = demo["saved_threshold"], open_set["saved_threshold"]
+    rows = [["demo model (synthetic cars)", f"test split: {percent(point['in_accepted'])}",
+             f"real car photos: {percent(point['real car photos']['rejected'])}",
+             auroc(demo, "real car photos")],
+            ["small CNN on 10 real classes (CPU)", f"test split: {percent(open_point['in_accepted'])}",
+             f"unseen car models: {percent(open_point['unseen car models']['rejected'])}",
+             auroc(open_set, "unseen car models")],
+            ["", "", f"empty scenes: {percent(open_point['empty scenes']['rejected'])}",
+             auroc(open_set, "empty scenes")]]
+    return table(["model", "accepted", "abstained on", "AUROC"], rows) + "\n\n" + source_line(results, "ood.json")
+
+
 def blocks(text: str):
     return list(BLOCK.finditer(text))
 
@@ -127,7 +211,7 @@ def render_all(check: bool, files: Optional[Sequence[str]] = None) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m docs.render", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m docs.render", __doc__)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
     args = parser.parse_args(argv)
     stale = render_all(args.check)

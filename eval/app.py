@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from common.cli import run_main
+from common.cli import command_parser, run_main
 from common.errors import UserError
 from data_prep.images import is_photo_name
 from eval.images import decoded_megapixels, load_image
@@ -287,7 +287,7 @@ def launch(app, limits: Limits, host: str = "127.0.0.1", port: int = 7860, share
 
 
 def parse_args(argv: Optional[Sequence[str]]):
-    parser = argparse.ArgumentParser(prog="python -m eval.app", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m eval.app", __doc__)
     parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")
     parser.add_argument("--min-confidence", type=float, default=0.5,
@@ -316,8 +316,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     limits = Limits(args.max_photos, args.max_megabytes, args.max_megapixels, args.request_megapixels,
                     args.concurrency, args.queue_size)
     filler = FormFiller(Recogniser(args.model, args.data), args.min_confidence, args.top_k, limits)
-    launch(build_app(filler), limits, args.host, args.port, args.share)
+    app = build_app(filler)
+    launch(app, limits, args.host, args.port, args.share, quiet=True, prevent_thread_lock=True)
+    print(served_message(app.local_url, getattr(app, "share_url", None) if args.share else None), flush=True)
+    app.block_thread()
     return 0
+
+
+def served_message(local_url: str, share_url: Optional[str]) -> str:
+    """Where the form is served, in this command's own words (Gradio's speak of ``launch()`` arguments)."""
+    public = f"\npublic link: {share_url}" if share_url else "\na public link: add --share"
+    return f"the listing form: {local_url}{public}\nCtrl+C stops it"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 
 from common import fs
-from common.cli import run_main
+from common.cli import command_parser, run_main
 from common.errors import UserError, describe_choices
 from eval.datasource import parent
 from eval.published import PUBLISHED
@@ -143,7 +143,7 @@ def parse_metrics(text: str) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.compare", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m eval.compare", __doc__)
     parser.add_argument("sources", nargs="+", metavar="RUN_OR_REPORT")
     parser.add_argument("--metrics", default="accuracy,loss", help=f"comma-separated: {', '.join(METRICS)}")
     parser.add_argument("--heads", help="comma-separated heads (default: every head found)")

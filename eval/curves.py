@@ -13,7 +13,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 from common import fs
-from common.cli import run_main
+from common.cli import command_parser, run_main
 from common.errors import UserError
 from eval.compare import config_name
 from eval.datasource import output_folder
@@ -86,7 +86,7 @@ def draw(runs: Sequence[str], out: Optional[str] = None) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.curves", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m eval.curves", __doc__)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--out", help="folder for the PNGs")
     args = parser.parse_args(argv)

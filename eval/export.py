@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import fs
-from common.cli import run_main
+from common.cli import command_parser, run_main
 from common.errors import UserError
 from common.registry import Registry
 from common.trust import FLOOR, OOD_SCORE, Trust, load_trust
@@ -338,7 +338,7 @@ def _size(path: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.export", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m eval.export", __doc__)
     parser.add_argument("--model", required=True, help=".keras or .h5 (or, for tflite, an exported SavedModel)")
     parser.add_argument("--format", required=True, help=" or ".join(EXPORTS.names()))
     parser.add_argument("--quantize", action="store_true", help="TFLite dynamic-range quantisation (int8 weights)")

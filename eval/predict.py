@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from common.cli import run_main
+from common.cli import command_parser, run_main
 from common.errors import UserError
 from common.trust import OOD_SCORE, load_trust
 from data_prep.manifest import data_card
@@ -144,7 +144,7 @@ def render(rows: List[dict], problems, heads: Sequence[str], style: str, k: int,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.predict", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m eval.predict", __doc__)
     parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")

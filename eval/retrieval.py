@@ -21,7 +21,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from sklearn.neighbors import NearestNeighbors
 
 from common import fs
-from common.cli import run_main
+from common.cli import command_parser, run_main
 from common.errors import UserError
 from eval.datasource import check_heads, class_names, find_data, output_folder, parent, training_config
 from eval.figures import pyplot, save_figure
@@ -231,7 +231,7 @@ def print_summary(metrics: dict, out: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.retrieval", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m eval.retrieval", __doc__)
     parser.add_argument("--model", required=True, help=".keras or .h5 (retrieval needs the model's layers)")
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")
     parser.add_argument("--k", type=int, nargs="+", default=[13], help="neighbours; several values: one search")

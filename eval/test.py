@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from common import fs
-from common.cli import run_main
+from common.cli import command_parser, run_main
 from common.errors import UserError
 from eval.datasource import check_heads, class_names, find_data, model_to, output_folder, training_config
 from eval.loading import MODEL_HELP, load_predictor
@@ -113,7 +113,7 @@ def trust_metrics(predictor, source, model: str, split: str, batch_size: int, re
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.test", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m eval.test", __doc__)
     parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--data", help="shards folder with manifest.json (default: next to the model)")
     parser.add_argument("--split", default="test", help="the split evaluated (default: test)")

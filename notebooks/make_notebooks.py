@@ -83,7 +83,7 @@ PROJECT_DIR = "/content/drive/MyDrive/car-recognition"  # the project's folder (
 DATASET = "stanford_cars"  # or "compcars"
 DATA_SOURCE = "kaggle:jutrera/stanford-car-dataset-by-classes-folder"  # kagglehub handle, Drive folder or gs://…
 WORK_DIR = "/content/drive/MyDrive/car-recognition-work"  # shards, runs, reports: Drive or gs:// survive a disconnect
-BUILD_OPTIONS = {"split": "official", "max_side": 320}  # data_prep.build options (README, Data preparation)
+BUILD_OPTIONS = {"split": "official", "max_side": 320}  # data_prep.build options (docs/data.md)
 CONFIG = "report000_efficientnetv2_b2.yaml"  # a file in configs/ or a path
 # OVERRIDES: --set style, e.g. ["training.epochs=40", "data.image_size=260"]
 OVERRIDES = []
@@ -103,7 +103,7 @@ PROJECT_DIR = "/kaggle/input/*"  # searched: the attached dataset holding the pr
 DATASET = "stanford_cars"  # or "compcars"
 DATA_SOURCE = "kaggle:jutrera/stanford-car-dataset-by-classes-folder"  # attached input used as it is; or a folder
 WORK_DIR = "/kaggle/working/car-recognition-work"  # shards, runs and reports (gs://… to survive a lost session)
-BUILD_OPTIONS = {"split": "official", "max_side": 320}  # data_prep.build options (README, Data preparation)
+BUILD_OPTIONS = {"split": "official", "max_side": 320}  # data_prep.build options (docs/data.md)
 CONFIG = "optimal.yaml"  # a file in configs/ or a path
 # OVERRIDES: --set style, e.g. ["training.epochs=40"]; report 004's make + model heads exist in Stanford Cars too
 OVERRIDES = []

@@ -326,3 +326,12 @@ def test_page_in_headless_chromium_abstains_on_a_picture_unlike_the_cars(served,
         assert page["thumbnails"] == "1" and "Model card." in page["model-card"]
     finally:
         driver.quit()
+
+
+def test_the_served_message_speaks_of_the_commands_flags():
+    from eval.app import served_message
+
+    local = served_message("http://127.0.0.1:7860/", None)
+    assert "http://127.0.0.1:7860/" in local and "--share" in local and "share=True" not in local
+    public = served_message("http://127.0.0.1:7860/", "https://abc.gradio.live")
+    assert "https://abc.gradio.live" in public and "add --share" not in public

@@ -14,7 +14,7 @@ host and save decoding work.
 On the host every float pass over an image costs about as much as decoding a 320-px JPEG (memory
 traffic), so the colour operations are ``tf.image``'s (the reports' own) without clipping in
 between, and one clip at the end. On an accelerator the same policy is nearly free: prefer
-``augment_on: device`` there (see the README's benchmark).
+``augment_on: device`` there (see docs/performance.md).
 """
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ REPORT004 = (step("brightness", 1.0, max_delta=0.6), step("flip_left_right", 0.5
 PRESETS.register("report004")(REPORT004)
 # report 004's augment() as written, random_crop(224) included: on shards pre-sized with
 # --max-side (e.g. 320) it is a crop at native resolution, so the host decodes just that window
-# and resizes nothing — with augment_on: device, the fastest pipeline (README, Performance)
+# and resizes nothing — with augment_on: device, the fastest pipeline (docs/performance.md)
 PRESETS.register("report004_as_written")((step("random_crop", 1.0),) + REPORT004)
 # light and fast for pre-sized shards: a native-resolution crop and a horizontal flip
 PRESETS.register("crop_flip")((step("random_crop", 1.0), step("flip_left_right", 0.5)))

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from common.errors import UserError
 from training.config import PlateauSchedule
+from training.console import EpochLine
 from training.optim import current_learning_rate
 from training.run import Best, RunDir, RunState, copy_atomic, save_model_atomic
 
@@ -302,4 +303,5 @@ def run_callbacks(config, run: RunDir, state: RunState, stage_index: int, heads)
     checkpoint = RunCheckpoint(run, state, config.training.monitor, best_model_names(config), resumable, stage_index)
     prefix = [HeadPrefixedLogs(next(iter(heads)))] if len(heads) == 1 else []
     board = [EpochSummaries(run.join("logs"))] if run.writer and tensorboard_logs(stage_index) else []
-    return prefix + [StopOnDivergence(state)] + resumable + board + [checkpoint]
+    line = [EpochLine(heads, config.total_epochs, state)] if config.training.verbose and run.writer else []
+    return prefix + [StopOnDivergence(state)] + resumable + board + [checkpoint] + line

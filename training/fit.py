@@ -11,12 +11,12 @@ import sys
 from typing import Optional, Sequence
 
 from common import backend
-from common.cli import quiet_tensorflow, run_main, setup_logging
+from common.cli import command_parser, quiet_tensorflow, run_main, setup_logging
 from training.config import read_config
 
 
 def parse_args(argv: Optional[Sequence[str]]):
-    parser = argparse.ArgumentParser(prog="python -m training.fit", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m training.fit", __doc__)
     parser.add_argument("--config", required=True, help="YAML file, or a bare name looked up in configs/")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set optimizer.learning_rate=0.001 (repeatable)")

@@ -197,7 +197,7 @@ def load_shards(config: Config) -> Shards:
         if data.prepare is None:
             raise UserError(f"data.shards: no manifest.json in {data.shards!r}. Build the shards first, e.g. "
                             "python -m data_prep.build --dataset stanford_cars --root DATA --out "
-                            f"{data.shards} (see the README)")
+                            f"{data.shards} (see docs/data.md)")
         prepare_synthetic(data.shards, data.prepare)
     return Shards(data.shards, load_manifest(data.shards))
 

@@ -99,7 +99,7 @@ def train(plan: RunPlan, run: RunDir, state: RunState) -> RunState:
         model.fit(train_data, validation_data=val_data, epochs=stage.end, initial_epoch=first,
                   steps_per_epoch=plan.steps_per_epoch, callbacks=run_callbacks(config, run, state, stage.index,
                                                                                  plan.heads),
-                  verbose=config.training.verbose, shuffle=False)  # the pipeline shuffles
+                  verbose=0, shuffle=False)  # the pipeline shuffles; training.console prints the epochs
         if state.stopped_early:
             LOG.info("early stopping after epoch %d", state.epoch)
     return state

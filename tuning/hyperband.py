@@ -11,12 +11,12 @@ import sys
 from typing import Optional, Sequence
 
 from common import backend
-from common.cli import quiet_tensorflow, run_main, setup_logging
+from common.cli import command_parser, quiet_tensorflow, run_main, setup_logging
 from training.config import read_config
 
 
 def parse_args(argv: Optional[Sequence[str]]):
-    parser = argparse.ArgumentParser(prog="python -m tuning.hyperband", description=__doc__.split("\n\n")[0])
+    parser = command_parser("python -m tuning.hyperband", __doc__)
     parser.add_argument("--config", required=True, help="base training config (bare names: configs/)")
     parser.add_argument("--space", default="report004", help="search space YAML (bare names: tuning/spaces/)")
     parser.add_argument("--max-epochs", type=int, default=10, help="epochs for the best trials (Hyperband budget)")

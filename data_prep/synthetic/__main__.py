@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from common.cli import run_main
+from common.cli import command_parser, run_main
 from common.errors import UserError
 from data_prep.synthetic import SYNTHETIC, generate
 
@@ -23,7 +23,7 @@ def parse_size(text: Optional[str]):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.synthetic", description=__doc__)
+    parser = command_parser("python -m data_prep.synthetic", __doc__)
     parser.add_argument("--layout", required=True, help=", ".join(SYNTHETIC.names()))
     parser.add_argument("--out", required=True, help="folder to write the dataset into")
     parser.add_argument("--variant", help="; ".join(f"{name}: {', '.join(entry.variants)}"

@@ -6,6 +6,7 @@ in a log file or a pipe, a refresh every :data:`LOG_INTERVAL_S` seconds at most.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 
 import tqdm
@@ -28,4 +29,8 @@ def bar(iterable=None, **options):
     stream = options.get("file") or sys.stderr
     if not (hasattr(stream, "isatty") and stream.isatty()):
         options.setdefault("mininterval", LOG_INTERVAL_S)
+    else:  # a terminal that does not report its size (some ptys) would get an empty bar from tqdm
+        columns, lines = shutil.get_terminal_size()
+        options.setdefault("ncols", columns)
+        options.setdefault("nrows", lines)
     return tqdm.tqdm(iterable, **options)

@@ -49,7 +49,7 @@ def test_a_terminal_gets_a_bar_with_the_time_left_and_a_log_one_line_per_epoch(t
     output = stream.getvalue()
     lines = [line for line in output.replace("\r", "\n").splitlines() if line.startswith("epoch 2/4  ")]
     assert lines and lines[-1].endswith("model 0.71/0.90  best")  # epoch 2 is the best one
-    assert ("5/5" in output and "step" in output) == terminal  # the bar: steps done, rate and time left
+    assert ("epoch 1/4:" in output and "/5 [" in output and "step/s]" in output) == terminal  # the bar, its ETA
     if not terminal:
         assert output.count("\n") == 2 and "\r" not in output
 

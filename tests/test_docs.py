@@ -34,7 +34,7 @@ def test_a_changed_result_makes_its_block_stale_and_rendering_mends_it(tmp_path,
     assert len(render.render_all(check=True, files=[str(document)])) == 1
     assert document.read_text() == before  # --check changes nothing
     render.render_all(check=False, files=[str(document)])
-    assert "| test split accepted | 50.0% |" in document.read_text()
+    assert "test split: 50.0%" in document.read_text()
     assert render.render_all(check=True, files=[str(document)]) == []
 
 

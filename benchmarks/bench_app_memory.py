@@ -20,8 +20,6 @@ Usage: ``python -m benchmarks.bench_app_memory [--photos 12] [--requests 2] [--u
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import threading
 import time
@@ -33,6 +31,7 @@ quiet_tensorflow()  # before the project's modules import TensorFlow
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks import results  # noqa: E402
 from benchmarks.bench_build import machine  # noqa: E402
 from benchmarks.bench_predict import build, prepare  # noqa: E402
 from eval import images  # noqa: E402
@@ -114,7 +113,7 @@ def main() -> None:
     peak = sampler.stop()
     assert len(forms) == args.requests and all(form.photos for form in forms), [form.problems for form in forms]
     result = {
-        "machine": machine(), "decoding": "full size (before)" if args.unbounded else "downscaled (now)",
+        "decoding": "full size (before)" if args.unbounded else "downscaled (now)",
         "photos_per_request": args.photos, "requests_at_once": args.requests,
         "photos_used": forms[0].photos, "photos_skipped": len(forms[0].problems),
         "baseline_mb": round(baseline), "peak_mb": round(peak), "requests_mb": round(peak - baseline),
@@ -127,10 +126,7 @@ def main() -> None:
     for label, key in (("after loading the model", "baseline_mb"), ("peak while serving", "peak_mb"),
                        ("the requests' share (peak − baseline)", "requests_mb")):
         print(f"  {label:<34}{result[key]:>8,}")
-    os.makedirs(args.work, exist_ok=True)
-    name = "results_unbounded.json" if args.unbounded else "results.json"
-    with open(os.path.join(args.work, name), "w") as handle:
-        json.dump(result, handle, indent=2)
+    results.save("bench_app_memory", result, machine(), variant="unbounded" if args.unbounded else "bounded")
 
 
 if __name__ == "__main__":

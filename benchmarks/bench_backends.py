@@ -27,6 +27,7 @@ import time
 
 import keras
 
+from benchmarks import results
 from benchmarks.bench_build import machine
 from data_prep.build import build_dataset
 from data_prep.options import BuildOptions
@@ -89,7 +90,7 @@ def measure(backend: str, model: str, devices: int, shards: str, steps: int, epo
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def convolution_times() -> str:
+def convolution_times() -> list:
     """A 3×3 convolution (batch 32, 32×32×64 → 128) and a 3×3 depthwise convolution (batch 32, 56×56×96, as
     in MobileNetV2), forward and forward + backward, in TensorFlow and in XLA."""
     code = """
@@ -128,8 +129,8 @@ else:
             result = subprocess.run([sys.executable, "-c", code, backend, str(groups)], capture_output=True, text=True,
                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu"})
             forward, both = (float(value) for value in result.stdout.split())
-            rows.append(f"| {name} | {label} | {forward:.1f} | {both:.1f} |")
-    return "\n".join(rows)
+            rows.append({"layer": name, "backend": label, "forward_ms": forward, "forward_backward_ms": both})
+    return rows
 
 
 def main() -> None:
@@ -152,17 +153,29 @@ def main() -> None:
     print(f"\nglobal batch {BATCH}, median step time over epochs 2–{arguments.epochs} of {arguments.steps} steps, "
           "each backend with its default jit_compile:\n")
     print("| model | CPU devices | TensorFlow ms/step | JAX ms/step | JAX / TensorFlow |\n|---|---:|---:|---:|---:|")
+    steps = []
     for model in MODELS:
         for devices in (1, 2):
             tensorflow = measure("tensorflow", model, devices, shards, arguments.steps, arguments.epochs)
             jax = measure("jax", model, devices, shards, arguments.steps, arguments.epochs)
+            steps.append({"model": model, "devices": devices, "tensorflow_ms": tensorflow["step_ms"],
+                          "jax_ms": jax["step_ms"]})
             print(f"| {model} | {devices} | {tensorflow['step_ms']:.0f} | {jax['step_ms']:.0f} | "
                   f"{jax['step_ms'] / tensorflow['step_ms']:.2f}× |", flush=True)
     eager = measure("jax", "demo CNN, 64 px", 1, shards, arguments.steps, arguments.epochs, jit=False)
-    print(f"\nJAX without jit_compile (the old default), demo CNN, 1 device: {eager['step_ms']:.0f} ms/step")
+    print(f"\nJAX without jit_compile, demo CNN, 1 device: {eager['step_ms']:.0f} ms/step")
+    layers = convolution_times()
     print("\none layer, batch 32 (ms): a 3×3 convolution 32×32×64 → 128; a 3×3 depthwise convolution 56×56×96\n"
           "| layer | backend | forward | forward + backward |\n|---|---|---:|---:|")
-    print(convolution_times())
+    for row in layers:
+        print(f"| {row['layer']} | {row['backend']} | {row['forward_ms']:.1f} | {row['forward_backward_ms']:.1f} |")
+    import jax as jax_module
+    import keras
+
+    results.save("bench_backends", {"batch": BATCH, "steps": arguments.steps, "epochs": arguments.epochs,
+                                    "versions": {"jax": jax_module.__version__, "keras": keras.__version__},
+                                    "step_times": steps, "jax_without_jit_ms": eager["step_ms"], "layers": layers},
+                 machine())
 
 
 if __name__ == "__main__":

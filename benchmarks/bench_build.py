@@ -22,7 +22,6 @@ from common.cli import command_parser, quiet_tensorflow
 
 quiet_tensorflow()  # before TensorFlow is imported: no start-up banners
 
-import argparse
 import concurrent.futures
 import io
 import json
@@ -38,7 +37,7 @@ import time
 from PIL import Image
 from PIL import __version__ as pil
 
-from benchmarks import realphotos
+from benchmarks import realphotos, results
 from data_prep import duplicates
 from data_prep.build import build_dataset
 from data_prep.datasets import read_dataset
@@ -48,6 +47,7 @@ from data_prep.synthetic import generate
 
 MEBI = 1024 * 1024
 VERIFYING = []  # seconds spent in the near-duplicate verification, one entry per call
+LAST_BUILD: dict = {}  # the last timed build's seconds, verification seconds, candidates and pairs
 
 
 def _timed(function):
@@ -126,6 +126,8 @@ def timed_build(root: str, out: str, workers: int, max_side) -> tuple:
     print(f"  build, {workers} worker(s), max side {max_side}: {seconds:.1f} s, of which near-duplicate verification "
           f"{sum(VERIFYING):.1f} s ({near['candidates']} pHash candidates, {near['pairs']} same-photo pairs)",
           flush=True)
+    LAST_BUILD.update({"seconds": seconds, "verification_seconds": sum(VERIFYING), "candidates": near["candidates"],
+                       "pairs": near["pairs"]})
     return examples / seconds, size / examples, examples
 
 
@@ -191,6 +193,7 @@ def main() -> None:
     parser.add_argument("--work", default="bench_out")
     parser.add_argument("--real", nargs="?", const=realphotos.PHOTOS, metavar="PHOTOS",
                         help="the real Stanford Cars photos instead of synthetic ones")
+    parser.add_argument("--results", default=results.default_path("bench_build"), help="the results file written")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     workers = os.cpu_count() or 1
@@ -215,6 +218,7 @@ def main() -> None:
     top = rows[0][1]
     one, one_bytes, _ = timed_build(big, os.path.join(args.work, "out1"), 1, args.max_side)
     full, resized_bytes, _ = timed_build(big, os.path.join(args.work, "outN"), workers, args.max_side)
+    full_build = dict(LAST_BUILD)
     passthrough, original_bytes, _ = timed_build(big, os.path.join(args.work, "outP"), workers, None)
     rows += [(f"build, 1 worker, --max-side {args.max_side}", one),
              (f"build, {workers} workers, --max-side {args.max_side}", full),
@@ -231,6 +235,13 @@ def main() -> None:
     print(f"\ntargets: build with all workers ≥ 90% of the ceiling: {'met' if full >= 0.9 * top else 'NOT met'} "
           f"({full / top:.0%}); memory within 20%: {'met' if big_peak <= 1.2 * small_peak else 'NOT met'} "
           f"({big_peak / small_peak:.2f}×)")
+    results.save("bench_build", {
+        "images": count, "what": what, "max_side": args.max_side, "workers": workers,
+        "throughput": [{"name": name, "images_per_s": value, "of_ceiling": value / top} for name, value in rows],
+        "build": full_build, "kib_per_image": {"original": original_bytes / 1024, "resized": resized_bytes / 1024},
+        "peak_mib": {"small": {"images": args.small, "mib": small_peak / MEBI},
+                     "big": {"images": count, "mib": big_peak / MEBI}}},
+        machine(), variant="real" if args.real else "synthetic", path=args.results)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ Usage: ``python -m benchmarks.bench_ood [--demo runs/demo/model.keras] [--work b
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os

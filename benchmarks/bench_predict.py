@@ -14,13 +14,13 @@ Usage: ``python -m benchmarks.bench_predict [--backbones custom_cnn:64,mobilenet
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import statistics
 import time
 
+from benchmarks import results
+from benchmarks.bench_build import machine
 from common.cli import command_parser, quiet_tensorflow
 from data_prep.build import build_dataset
 from data_prep.manifest import load_manifest
@@ -94,7 +94,7 @@ def main() -> None:
     print(f"{len(photos)} photos of 800×600; {args.repeats} single-photo calls; batches of {args.batch}; "
           f"{args.threads} threads\n")
     print(f"{'model':<22}{'format':<18}{'median ms':>10}{'p95 ms':>9}{'photos/s':>10}{'speed-up':>10}")
-    results = []
+    rows = []
     for item in args.backbones.split(","):
         backbone, size = item.split(":")
         keras_path = build(shards, backbone, int(size))
@@ -111,11 +111,11 @@ def main() -> None:
                                                                               args.threads)}
             reference = reference or row["median_ms"]
             row["speedup"] = reference / row["median_ms"]
-            results.append(row)
+            rows.append(row)
             print(f"{row['model']:<22}{name:<18}{row['median_ms']:>10.2f}{row['p95_ms']:>9.2f}"
                   f"{row['throughput']:>10.1f}{row['speedup']:>9.2f}×")
-    with open(os.path.join(args.work, "results.json"), "w") as handle:
-        json.dump(results, handle, indent=2)
+    results.save("bench_predict", {"photos": len(photos), "repeats": args.repeats, "batch": args.batch,
+                                   "threads": args.threads, "rows": rows}, machine())
 
 
 if __name__ == "__main__":

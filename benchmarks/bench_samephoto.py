@@ -12,11 +12,12 @@ Usage: ``python -m benchmarks.bench_samephoto [--photos PATH] [--sample 150] [--
 """
 from __future__ import annotations
 
+from benchmarks import results
+from benchmarks.bench_build import machine
 from common.cli import command_parser, quiet_tensorflow
 
 quiet_tensorflow()  # before TensorFlow is imported: no start-up banners
 
-import argparse
 import io
 import os
 import sys
@@ -97,12 +98,13 @@ def main(argv=None) -> int:
     print(f"recall on copies of {len(sample)} real photos (pHash distance ≤ {args.threshold}, then "
           f"similarity ≥ {samephoto.SAME_PHOTO}):\n")
     print("| copy | pHash candidates | verified same photo |\n|---|---:|---:|")
-    found_all = []
+    found_all, recall = [], []
     for name, make_copy in COPIES.items():
-        results = [detected(signatures[index], signature(make_copy(images[index])), args.threshold)
-                   for index in sample]
-        candidates, found = np.mean([r[0] for r in results]), np.mean([r[1] for r in results])
+        outcomes = [detected(signatures[index], signature(make_copy(images[index])), args.threshold)
+                    for index in sample]
+        candidates, found = np.mean([r[0] for r in outcomes]), np.mean([r[1] for r in outcomes])
         found_all.append(found)
+        recall.append({"copy": name, "candidates": float(candidates), "found": float(found)})
         print(f"| {name} | {100 * candidates:.1f}% | {100 * found:.1f}% |")
     print(f"| **all copies** | | **{100 * np.mean(found_all):.1f}%** |\n")
 
@@ -117,6 +119,7 @@ def main(argv=None) -> int:
           "as the same photo\n")
     print("| photo a | photo b | classes | pHash | similarity | judged by eye |\n|---|---|---|---:|---:|---|")
     shown = sorted(set(verified) | {tuple(sorted(pair)) for pair in verdict})
+    judged_pairs = []
     for first, second in shown:
         a, b = table.iloc[first], table.iloc[second]
         value = samephoto.similarity(signatures[first][1], signatures[second][1])
@@ -124,10 +127,17 @@ def main(argv=None) -> int:
         mark = "reported" if (first, second) in verified or (second, first) in verified else "not reported"
         print(f"| {a.split}/{a.file} | {b.split}/{b.file} | {a.class_name} / {b.class_name} | {distance} | "
               f"{value:.3f} ({mark}) | {verdict.get(frozenset((first, second)), 'not judged')} |")
+        judged_pairs.append({"classes": [a.class_name, b.class_name], "phash_bits": distance, "similarity": value,
+                             "reported": mark == "reported", "judged": verdict.get(frozenset((first, second)))})
     wrong = [pair for pair in verified if verdict.get(frozenset(pair)) != "same"]
     missed = [pair for pair, judged_as in verdict.items() if judged_as == "same"
               and tuple(sorted(pair)) not in {tuple(sorted(p)) for p in verified}]
     print(f"\nreported pairs not judged the same photo: {len(wrong)}; judged-same pairs missed: {len(missed)}")
+    results.save("bench_samephoto", {
+        "photos": len(images), "sample": int(len(sample)), "threshold_bits": args.threshold,
+        "same_photo": samephoto.SAME_PHOTO, "recall": recall, "recall_all": float(np.mean(found_all)),
+        "candidates": len(pairs), "verified": len(verified), "wrong": len(wrong), "missed": len(missed),
+        "pairs": judged_pairs}, machine())
     return 0
 
 

@@ -20,7 +20,6 @@ from common.cli import command_parser, quiet_tensorflow
 
 quiet_tensorflow()  # before TensorFlow is imported: no start-up banners
 
-import argparse
 import os
 import statistics
 import time
@@ -30,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import realphotos
+from benchmarks import realphotos, results
 from benchmarks.bench_build import machine
 from data_prep import schema
 from data_prep.build import build_dataset
@@ -259,6 +258,12 @@ def main() -> None:
           f"with a resize to 224 px instead of the crop: {resized_ceiling:.0%})\n"
           f"  training.fit ≤ 5% slower than model.fit: {'met' if ours_epoch <= 1.05 * bare_epoch else 'NOT met'} "
           f"({100 * (ours_epoch / bare_epoch - 1):+.1f}%)")
+    results.save("bench_training", {
+        "images": args.images, "batch": BATCH, "size": SIZE,
+        "pipelines": [{"name": name, "images_per_s": value} for name, value in rows],
+        "report004_ratio": versus_report, "of_ceiling": versus_ceiling, "resized_of_ceiling": resized_ceiling,
+        "epoch": {"training_fit_s": ours_epoch, "model_fit_s": bare_epoch}},
+        machine(), variant="real" if args.real else "synthetic")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Exit status 0 only when everything agrees; every disagreement is printed.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import sys
 from typing import Dict, List, Optional, Sequence

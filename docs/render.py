@@ -12,7 +12,6 @@ exits 1 naming each block that differs from its file (the test suite runs it).
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -170,6 +169,122 @@ def ood_summary(results: dict) -> str:
             ["", "", f"empty scenes: {percent(open_point['empty scenes']['rejected'])}",
              auroc(open_set, "empty scenes")]]
     return table(["model", "accepted", "abstained on", "AUROC"], rows) + "\n\n" + source_line(results, "ood.json")
+
+
+def variants(results: dict) -> Dict[str, dict]:
+    """A benchmark's runs by data set, synthetic first."""
+    found = results["variants"]
+    return {name: found[name] for name in sorted(found, key=lambda name: name != "synthetic")}
+
+
+def sources(results: dict, file: str) -> str:
+    runs = variants(results).values() if "variants" in results else [results]
+    return " ".join(f"Measured {run['date']} by `{run['command']}` on {run['machine']}." for run in runs) + \
+        f" (`docs/results/{file}`)"
+
+
+def count(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+@renderer("build_throughput", "bench_build.json")
+def build_throughput(results: dict) -> str:
+    runs = variants(results)
+    header = ["images/s (share of the ceiling)"] + [f"{name}: {run['images']:,} images" for name, run in runs.items()]
+    names = [row["name"] for row in next(iter(runs.values()))["throughput"]]
+    rows = [[name] + [next(f"{count(row['images_per_s'], 1)} ({percent(row['of_ceiling'])})"
+                           for row in run["throughput"] if row["name"] == name) for run in runs.values()]
+            for name in names]
+    return table(header, rows) + "\n\n" + sources(results, "bench_build.json")
+
+
+@renderer("build_details", "bench_build.json")
+def build_details(results: dict) -> str:
+    runs = variants(results)
+    names = list(runs)
+    rows = [["KiB per image: original JPEGs"] + [count(run["kib_per_image"]["original"], 1) for run in runs.values()],
+            [f"KiB per image: `--max-side {next(iter(runs.values()))['max_side']}`"]
+            + [count(run["kib_per_image"]["resized"], 1) for run in runs.values()],
+            ["pHash candidates / verified same-photo pairs"]
+            + [f"{run['build']['candidates']:,} / {run['build']['pairs']:,}" for run in runs.values()],
+            ["near-duplicate verification, seconds of the build"]
+            + [f"{run['build']['verification_seconds']:.1f} of {run['build']['seconds']:.1f}" for run in runs.values()],
+            ["peak memory, build + workers (MiB, proportional set size): small set"]
+            + [f"{count(run['peak_mib']['small']['mib'])} ({run['peak_mib']['small']['images']:,} images)"
+               for run in runs.values()],
+            ["peak memory: full set"]
+            + [f"{count(peak['big']['mib'])} ({peak['big']['mib'] / peak['small']['mib']:.2f}×)"
+               for peak in (run["peak_mib"] for run in runs.values())]]
+    return table([""] + names, rows)
+
+
+@renderer("training_pipeline", "bench_training.json")
+def training_pipeline(results: dict) -> str:
+    runs = variants(results)
+    names = [row["name"] for row in next(iter(runs.values()))["pipelines"]]
+    rows = [[name] + [count(next(row["images_per_s"] for row in run["pipelines"] if row["name"] == name))
+                      for run in runs.values()] for name in names]
+    rows.append(["**ours (320-px shards, 224 crop, device augmentation) / report 004's reader**"]
+                + [f"**{run['report004_ratio']:.1f}×**" for run in runs.values()])
+    rows.append(["ours / decode ceiling of the 320-px shards"] + [percent(run["of_ceiling"]) for run in runs.values()])
+    rows.append(["one epoch (40 steps, small CNN, 96 px): `training.fit` / bare `model.fit`"]
+                + [f"{run['epoch']['training_fit_s']:.2f} s / {run['epoch']['model_fit_s']:.2f} s "
+                   f"({100 * (run['epoch']['training_fit_s'] / run['epoch']['model_fit_s'] - 1):+.1f}%)"
+                   for run in runs.values()])
+    header = ["pipeline (images/s)"] + [f"{name}: {run['images']:,} images" for name, run in runs.items()]
+    return table(header, rows) + "\n\n" + sources(results, "bench_training.json")
+
+
+@renderer("backends", "bench_backends.json")
+def backends(results: dict) -> str:
+    steps = table(["model", "CPU devices", "TensorFlow ms/step", "JAX ms/step", "JAX / TensorFlow"],
+                  [[row["model"], str(row["devices"]), count(row["tensorflow_ms"]), count(row["jax_ms"]),
+                    f"{row['jax_ms'] / row['tensorflow_ms']:.2f}×"] for row in results["step_times"]])
+    layers = table(["one layer, batch 32", "backend", "forward ms", "forward + backward ms"],
+                   [[row["layer"], row["backend"], f"{row['forward_ms']:.1f}", f"{row['forward_backward_ms']:.1f}"]
+                    for row in results["layers"]])
+    versions = ", ".join(f"{name} {version}" for name, version in results["versions"].items())
+    return "\n\n".join([steps, f"JAX without `jit_compile`, demo CNN, one device: "
+                                f"{count(results['jax_without_jit_ms'])} ms/step.", layers,
+                         sources(results, "bench_backends.json") + f"; {versions}."])
+
+
+@renderer("predict", "bench_predict.json")
+def predict(results: dict) -> str:
+    rows = [[row["model"], row["format"], f"{row['median_ms']:.2f}", f"{row['p95_ms']:.2f}",
+             count(row["throughput"], 1), f"{row['speedup']:.2f}×"] for row in results["rows"]]
+    return table(["backbone, input", "artefact", "median ms / image", "p95 ms", f"images/s (batch {results['batch']})",
+                  "speed-up (median)"], rows) + "\n\n" + sources(results, "bench_predict.json")
+
+
+@renderer("app_memory", "bench_app_memory.json")
+def app_memory(results: dict) -> str:
+    runs = results["variants"]
+    order = [name for name in ("bounded", "unbounded") if name in runs]
+    rows = [[runs[name]["decoding"], f"{runs[name]['requests_at_once']} × {runs[name]['photos_per_request']}",
+             str(runs[name]["photos_used"]), count(runs[name]["baseline_mb"]), count(runs[name]["peak_mb"]),
+             count(runs[name]["requests_mb"])] for name in order]
+    return table(["decoding", "requests × photos", "photos used per request", "after loading (MB)", "peak (MB)",
+                  "the requests' share (MB)"], rows) + "\n\n" + sources(results, "bench_app_memory.json")
+
+
+@renderer("samephoto", "bench_samephoto.json")
+def samephoto(results: dict) -> str:
+    rows = [[row["copy"], percent(row["candidates"]), percent(row["found"])] for row in results["recall"]]
+    rows.append(["**all copies**", "", f"**{percent(results['recall_all'])}**"])
+    same = [pair["similarity"] for pair in results["pairs"] if pair["judged"] == "same"]
+    different = [pair for pair in results["pairs"] if pair["judged"] not in ("same", None)]
+    lines = [f"Recall on copies the script makes of {results['sample']} of the {results['photos']} photos "
+             f"(pHash within {results['threshold_bits']} bits, then similarity ≥ {results['same_photo']}):",
+             table(["copy", "pHash candidates", "verified same photo"], rows),
+             f"Precision on the {results['photos']} photos: of {results['candidates']} pHash candidates, "
+             f"{results['verified']} are verified as the same photo; {results['wrong']} of those were judged by eye "
+             f"not to be, and {results['missed']} pairs judged the same photo were missed."
+             + (f" The same-photo pairs score {min(same):.2f}–{max(same):.2f}" if same else "")
+             + (f"; the look-alikes judged different at most {max(p['similarity'] for p in different):.2f}."
+                if different else "."),
+             sources(results, "bench_samephoto.json")]
+    return "\n\n".join(lines)
 
 
 def blocks(text: str):

@@ -12,7 +12,6 @@ no Gradio dependency.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys

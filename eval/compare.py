@@ -7,7 +7,6 @@ test split), an ``eval.test`` or ``eval.retrieval`` report folder, or such a ``m
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys

@@ -6,7 +6,6 @@ report 004's figures 51–54, into ``--out`` (default ``curves_comparison``).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys

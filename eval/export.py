@@ -13,7 +13,6 @@ against the Keras model (calibrated and scored) on the same images.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os

@@ -6,7 +6,6 @@ stderr and the others are still predicted; the exit status is then 1.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Dict, List, Optional, Sequence

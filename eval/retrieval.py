@@ -9,7 +9,6 @@ their nearest neighbours.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Dict, List, Optional, Sequence

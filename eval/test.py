@@ -6,7 +6,6 @@ mirrored image) and writes ``metrics.json``, ``report.md``, per-class CSVs and f
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Optional, Sequence

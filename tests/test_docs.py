@@ -43,3 +43,33 @@ def test_an_unknown_block_is_named(tmp_path):
     document.write_text("<!-- rendered: no_such_table -->\nold\n<!-- /rendered -->\n")
     with pytest.raises(SystemExit, match="unknown rendered block 'no_such_table'"):
         render.render_all(check=True, files=[str(document)])
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def test_every_relative_link_and_anchor_of_the_documents_exists():
+    import os
+    import re
+
+    broken = []
+    for path in render.documents():
+        text = open(path, encoding="utf-8").read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            file, _, fragment = target.partition("#")
+            resolved = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+            if not os.path.exists(resolved):
+                broken.append(f"{os.path.relpath(path, render.ROOT)}: {target} (no such file)")
+                continue
+            if fragment and resolved.endswith(".md"):
+                headings = re.findall(r"^#+ (.+)$", open(resolved, encoding="utf-8").read(), re.M)
+                if fragment not in {anchor(heading) for heading in headings}:
+                    broken.append(f"{os.path.relpath(path, render.ROOT)}: {target} (no such heading)")
+    assert not broken, broken

@@ -6,7 +6,6 @@ after an interruption resumes from the last completed epoch. The Keras backend i
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 

@@ -6,7 +6,6 @@ in YAML (:mod:`tuning.search`). Running the same command again continues the sea
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 

@@ -1,7 +1,6 @@
 """``python -m data_prep.synthetic``: write a small learnable dataset in a real on-disk layout."""
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 

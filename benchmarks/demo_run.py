@@ -21,8 +21,9 @@ import subprocess
 import sys
 import time
 
+from benchmarks.bench_build import machine  # quietens TensorFlow before importing it
 from benchmarks.realphotos import PHOTOS
-from common.cli import command_parser, quiet_tensorflow
+from common.cli import command_parser
 
 SAMPLE = os.path.join("docs", "sample_report")
 
@@ -71,9 +72,6 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="bench_out/demo")
     parser.add_argument("--results", default="docs/results/demo.json")
     args = parser.parse_args(argv)
-    quiet_tensorflow()  # machine() imports TensorFlow: without its start-up banners
-    from benchmarks.bench_build import machine
-
     shutil.rmtree(args.work, ignore_errors=True)
     folder, data = os.path.join(args.work, "demo"), os.path.join(args.work, "demo_data", "shards")
     started = time.perf_counter()

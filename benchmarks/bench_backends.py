@@ -29,9 +29,7 @@ import keras
 
 from benchmarks import results
 from benchmarks.bench_build import machine
-from data_prep.build import build_dataset
-from data_prep.options import BuildOptions
-from data_prep.synthetic import GROUND_TRUTH, generate
+from data_prep.prepare import ensure_shards
 from training.config import config_from_dict
 from training.distribute import split_cpu
 from training.plan import compile_model, make_plan, new_model, training_data
@@ -42,13 +40,8 @@ MODELS = {"demo CNN, 64 px": ("custom_cnn", 64), "MobileNetV2, 224 px": ("mobile
 
 def prepare(work: str) -> str:
     """Synthetic 640×480 photos as 320-px shards (enough for a 224-px input)."""
-    raw, shards = os.path.join(work, "raw"), os.path.join(work, "shards")
-    if not os.path.exists(os.path.join(raw, GROUND_TRUTH)):
-        generate("stanford_cars", raw, "devkit", makes=6, models_per_make=4, images_per_model=12, seed=0,
-                 bad_files=False, size=(640, 480))
-    build_dataset(BuildOptions(dataset="stanford_cars", root=raw, out=shards, split="stratified", max_side=320,
-                               progress=False))
-    return shards
+    return ensure_shards(os.path.join(work, "shards"), max_side=320, variant="devkit", makes=6, models_per_make=4,
+                         images_per_model=12, bad_files=False, size=(640, 480))
 
 
 def worker(arguments) -> dict:

@@ -38,7 +38,7 @@ from PIL import Image
 from PIL import __version__ as pil
 
 from benchmarks import realphotos, results
-from data_prep import duplicates
+from data_prep.near_duplicates import pairs
 from data_prep.build import build_dataset
 from data_prep.datasets import read_dataset
 from data_prep.images import ImageOptions, ImageTask, process
@@ -60,7 +60,7 @@ def _timed(function):
     return timed
 
 
-duplicates.verify = _timed(duplicates.verify)  # find_pairs looks it up at call time
+pairs.verify = _timed(pairs.verify)  # find_pairs looks it up at call time
 
 
 def machine() -> str:

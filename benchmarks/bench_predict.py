@@ -22,10 +22,8 @@ import time
 from benchmarks import results
 from benchmarks.bench_build import machine
 from common.cli import command_parser, quiet_tensorflow
-from data_prep.build import build_dataset
 from data_prep.manifest import load_manifest
-from data_prep.options import BuildOptions
-from data_prep.synthetic import GROUND_TRUTH, generate
+from data_prep.prepare import ensure_shards
 from eval.export import export
 from eval.predict import Recogniser, predict_files
 from models.build import build_model
@@ -35,13 +33,9 @@ from training.run import save_model_atomic
 
 def prepare(work: str):
     """A synthetic dataset (for the manifest and the photos) built once."""
-    raw, shards = os.path.join(work, "raw"), os.path.join(work, "shards")
-    if not os.path.exists(os.path.join(raw, GROUND_TRUTH)):
-        generate("stanford_cars", raw, "devkit", makes=6, models_per_make=4, images_per_model=3, seed=0,
-                 bad_files=False, size=(800, 600))
-    if not os.path.exists(os.path.join(shards, "manifest.json")):
-        build_dataset(BuildOptions(dataset="stanford_cars", root=raw, out=shards, split="stratified",
-                                   progress=False))
+    raw = os.path.join(work, "raw")
+    shards = ensure_shards(os.path.join(work, "shards"), raw, variant="devkit", makes=6, models_per_make=4,
+                           images_per_model=3, bad_files=False, size=(800, 600))
     photos = sorted(os.path.join(folder, name) for folder, _, names in os.walk(raw) for name in names
                     if name.endswith(".jpg"))
     return shards, photos

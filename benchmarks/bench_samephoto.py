@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance
 
-from data_prep import dedup, samephoto
+from data_prep.near_duplicates import candidates as dedup, same_photo as samephoto
 from data_prep.images import perceptual_hash
 
 PHOTOS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "realdata", "stanford_cars", "photos")

@@ -31,11 +31,9 @@ import tensorflow as tf
 
 from benchmarks import realphotos, results
 from benchmarks.bench_build import machine
+from data_prep.prepare import ensure_shards, ensure_synthetic
 from data_prep import schema
-from data_prep.build import build_dataset
 from data_prep.manifest import load_manifest, shard_paths
-from data_prep.options import BuildOptions
-from data_prep.synthetic import GROUND_TRUTH, generate
 from training import callbacks as run_callbacks
 from training.config import config_from_dict
 from training.data import split_files
@@ -51,14 +49,13 @@ def prepare(work: str, images: int, real: Optional[str] = None):
     raw = os.path.join(work, "raw")
     if real:
         realphotos.real_tree(real, raw, images)
-    elif not os.path.exists(os.path.join(raw, GROUND_TRUTH)):
-        generate("stanford_cars", raw, "devkit", makes=10, models_per_make=5, images_per_model=max(1, images // 52),
-                 seed=0, bad_files=False, size=(800, 600))
+    else:
+        ensure_synthetic(raw, variant="devkit", makes=10, models_per_make=5, images_per_model=max(1, images // 52),
+                         bad_files=False, size=(800, 600))
     shards = {}
     for name, max_side in (("full", None), ("s320", 320)):
-        shards[name] = os.path.join(work, name)
-        build_dataset(BuildOptions(dataset="stanford_cars", root=raw, out=shards[name], split="stratified",
-                                   max_side=max_side, num_shards=8, progress=False))
+        shards[name] = ensure_shards(os.path.join(work, name), raw, max_side=max_side, rebuild=True,
+                                     build={"num_shards": 8})
     shards["report004"] = write_report004_shards(shards["full"], os.path.join(work, "report004"))
     return shards
 

@@ -4,7 +4,7 @@ Steps: read the dataset (layout detected) → keep the official split's rows if 
 classes → (``--label-conflicts drop|keep``: hash and verify every image, resolve the conflicts) →
 vocabularies and integer labels → (grouped split: hash every image, group verified near-duplicates) →
 assign splits → shuffle and plan shards → write shards in parallel → near-duplicate and label-conflict
-reports (:mod:`data_prep.duplicates`) → ``rejected.csv`` and ``manifest.json`` (written last,
+reports (:mod:`data_prep.near_duplicates`) → ``rejected.csv`` and ``manifest.json`` (written last,
 atomically). Re-running the same command after an interruption finishes the job without redoing
 complete shards (the plan is kept in ``OUT/.build/``).
 """
@@ -26,7 +26,7 @@ from common import fs
 from common.cli import command_parser, quiet_tensorflow, run_main, setup_logging
 from common.errors import UserError
 from common.lock import folder_lock
-from data_prep import duplicates, labels as label_ops, manifest as manifest_io
+from data_prep import labels as label_ops, manifest as manifest_io, near_duplicates
 from data_prep.images import TURNED, ImageTask
 from data_prep.options import BuildOptions, parse_fractions
 from data_prep.datasets import DATASETS, read_dataset
@@ -42,8 +42,8 @@ LOG = logging.getLogger("data_prep.build")
 SPLITS = ("train", "val", "test")
 PLAN = ".build/plan.json"
 LOCK = ".lock"  # not ".build…": ram:// treats names as prefixes
-WRITTEN_FILES = (manifest_io.MANIFEST, manifest_io.REJECTED, duplicates.NEAR_DUPLICATES, duplicates.LABEL_CONFLICTS,
-                 duplicates.CONTACT_SHEET)
+WRITTEN_FILES = (manifest_io.MANIFEST, manifest_io.REJECTED, near_duplicates.NEAR_DUPLICATES,
+                 near_duplicates.LABEL_CONFLICTS, near_duplicates.CONTACT_SHEET)
 
 
 class TooManyRejects(UserError):
@@ -153,7 +153,7 @@ def create_plan(options: BuildOptions, data: DatasetTable, labels: pd.DataFrame,
     ids = data.table["image_id"].tolist()
     groups, hashes = None, {}
     if SPLITTERS.get(options.split).grouped:
-        groups, hashes = duplicates.grouped_hashes(tasks, ids, options, known)
+        groups, hashes = near_duplicates.grouped_hashes(tasks, ids, options, known)
     elif known:
         hashes = {row: known[image_id] for row, image_id in enumerate(ids) if image_id in known}
     assignment = assign_splits(options.split, labels["model"].to_numpy(), data.table["source_split"].to_numpy(),
@@ -220,7 +220,7 @@ def finish(options: BuildOptions, data: DatasetTable, labels, vocabularies, plan
            tasks, found=None) -> dict:
     """Write the reports, ``rejected.csv`` and (unless too much was rejected) ``manifest.json``;
     return the manifest. ``found``: label conflicts resolved before planning (conflicts, paths)."""
-    near, conflicts = duplicates.near_duplicate_report(options, data, tasks, parts, plan, found)
+    near, conflicts = near_duplicates.near_duplicate_report(options, data, tasks, parts, plan, found)
     rejected = rejection_table(data, parts)
     fs.write_text_atomic(fs.join(options.out, manifest_io.REJECTED), rejected.to_csv(index=False))
     considered = len(data.table) + len(data.rejected)
@@ -239,7 +239,7 @@ def finish(options: BuildOptions, data: DatasetTable, labels, vocabularies, plan
         notes={**data.notes, "synthetic": fs.exists(fs.join(options.root, GROUND_TRUTH))},  # the model card says so
         hierarchy=label_ops.hierarchy(labels),
         near_duplicates=near, label_conflicts=conflicts)
-    print_summary(options, manifest)
+    print_build_summary(options, manifest)
     if fraction > options.max_reject_fraction and not options.accept_rejects:
         raise TooManyRejects(
             f"{len(rejected)} of {considered} images ({100 * fraction:.1f}%) were rejected, more than "
@@ -272,7 +272,7 @@ def _build(options: BuildOptions) -> dict:
     data, excluded, dropped = select_rows(data, options)
     found, known = None, None
     if options.label_conflicts != "report":
-        data, conflicts, known, paths = duplicates.label_conflicts_first(options, data, make_tasks(data, True))
+        data, conflicts, known, paths = near_duplicates.label_conflicts_first(options, data, make_tasks(data, True))
         found = conflicts, paths
     vocabularies = label_ops.make_vocabularies(data, spec.heads)
     labels = label_ops.encode_labels(data, vocabularies)
@@ -290,7 +290,7 @@ def _build(options: BuildOptions) -> dict:
     return finish(options, data, labels, vocabularies, plan, parts, excluded, dropped, tasks, found)
 
 
-def print_summary(options: BuildOptions, manifest: dict) -> None:
+def print_build_summary(options: BuildOptions, manifest: dict) -> None:
     print(f"\n{manifest['dataset']} ({manifest['layout']} layout, {options.split} split) → {options.out}")
     print(f"  {'split':<6} {'examples':>9} {'shards':>7} {'MB':>9}")
     for split, entry in manifest["splits"].items():
@@ -313,7 +313,7 @@ def print_summary(options: BuildOptions, manifest: dict) -> None:
     if conflicts["pairs"]:
         done = {"report": "reported only", "drop": "copies dropped", "keep": "resolved as --conflict-labels says"}
         print(f"  label conflicts: {conflicts['pairs']} pair(s) in {conflicts['groups']} group(s), "
-              f"{done[conflicts['action']]}: see {duplicates.LABEL_CONFLICTS} and {duplicates.CONTACT_SHEET}")
+              f"{done[conflicts['action']]}: see {near_duplicates.LABEL_CONFLICTS} and {near_duplicates.CONTACT_SHEET}")
     else:
         print("  label conflicts: none")
 

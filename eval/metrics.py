@@ -1,4 +1,5 @@
-"""Metrics from predicted probabilities and labels (NumPy and scikit-learn; no model needed).
+"""Metrics from predicted probabilities and labels (NumPy, scikit-learn and training's top-k rule; no
+model needed).
 
 Per head: top-1/top-5 accuracy, loss (mean negative log-likelihood), macro and weighted
 precision/recall/F1, per-class table with the top confusions, the most confused pairs, and
@@ -10,20 +11,21 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import keras
 import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
+
+from training.metrics import top_k_hits
 
 CALIBRATION_BINS = 15
 
 
 def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Share of labels ranked below ``k``: rank = classes scoring higher + tied classes with a lower id
-    (so k = 1 is argmax); a score that is not a number is never a hit. The same rule as training's
-    ``HeadAccuracy``, so both report the same top-5 even for saturated (tied) outputs."""
-    true = probs[np.arange(len(labels)), labels]
-    higher = (probs > true[:, None]).sum(axis=1)
-    earlier_ties = ((probs == true[:, None]) & (np.arange(probs.shape[1]) < labels[:, None])).sum(axis=1)
-    return float(np.mean((higher + earlier_ties < k) & np.isfinite(true)))
+    """Share of labels ranked below ``k``, by training's rule (:func:`training.metrics.top_k_hits`:
+    ties go to the lower class id, so k = 1 is argmax): both report the same top-5 even for saturated
+    (tied) outputs."""
+    hits = top_k_hits(np.asarray(labels, np.int32), np.asarray(probs), k)
+    return float(np.mean(keras.ops.convert_to_numpy(hits)))
 
 
 def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:

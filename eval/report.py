@@ -62,7 +62,7 @@ def write_report(out: str, title: str, heads: Dict[str, dict], hierarchy: dict, 
     return {"heads": plain, "hierarchy": hierarchy}
 
 
-def print_summary(title: str, metrics: dict, out: str) -> None:
+def print_evaluation(title: str, metrics: dict, out: str) -> None:
     print(f"\n{title}")
     print(f"  {'head':<10}" + "".join(f"{c:>12}" for c in COLUMNS))
     for row in summary_rows(metrics["heads"]):

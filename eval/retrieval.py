@@ -218,7 +218,7 @@ def neighbours_figure(images, labels, nearest, gallery_ids, gallery_labels, foun
     save_figure(figure, path)
 
 
-def print_summary(metrics: dict, out: str) -> None:
+def print_retrieval(metrics: dict, out: str) -> None:
     settings = metrics["retrieval"]
     print(f"\nretrieval: {metrics['examples']} {metrics['split']} queries, {settings['gallery_size']} "
           f"{settings['gallery_split']} images, {settings['metric']}, {settings['normalize']}")
@@ -249,7 +249,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         f"(received {args.batch_size}, {args.examples})")
     metrics = retrieve(args.model, args.data, args.k, args.metric, args.normalize, args.head, args.fit_split,
                        args.split, args.layer, args.batch_size, args.out, args.examples)
-    print_summary(metrics, metrics["out"])
+    print_retrieval(metrics, metrics["out"])
     return 0
 
 

@@ -18,7 +18,7 @@ from common.errors import UserError
 from eval.datasource import check_heads, class_names, find_data, model_to, output_folder, training_config
 from eval.loading import MODEL_HELP, load_predictor
 from eval.metrics import head_metrics, hierarchy_metrics
-from eval.report import markdown_table, print_summary, save_json, write_predictions, write_report
+from eval.report import markdown_table, print_evaluation, save_json, write_predictions, write_report
 from eval.run_data import check_split, predict_split
 from eval.trust import (EMBEDDING, build_trust, calibration_report, heads_and_embedding, ood_figure, ood_report,
                         photo_embeddings, save_beside, split_outputs)
@@ -124,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size: expected 1 or more (received {args.batch_size})")
     metrics = evaluate(args.model, args.data, args.split, args.out, args.tta, args.batch_size, args.ood)
-    print_summary(metrics["title"], metrics, metrics["out"])
+    print_evaluation(metrics["title"], metrics, metrics["out"])
     return 0
 
 

@@ -1,6 +1,6 @@
 """Backbones by name: headless ``keras.Model`` builders with their preprocessing and block layout.
 
-Each registry entry keeps what belongs to the network (conventions, habit 4): the native input size,
+Each registry entry keeps what belongs to the network: the native input size,
 how pixels are normalised (:data:`models.layers.PIXEL_MODES`), the file Keras downloads for
 ImageNet weights, and a pattern naming the block each layer belongs to (used to unfreeze the last
 N blocks). ``keras.applications`` replaces the Keras-2-only ``efficientnet`` package the reports used.

@@ -29,9 +29,9 @@ import tensorflow as tf  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from data_prep.build import build_dataset  # noqa: E402 (and below)
 from data_prep.options import BuildOptions
-from data_prep.synthetic import GROUND_TRUTH, generate
+from data_prep.prepare import ensure_synthetic
 from eval.curves import draw
-from eval.report import print_summary
+from eval.report import print_evaluation
 from eval.test import evaluate as run_evaluation
 from training.config import read_config
 from training.distribute import choose_distribution, global_batch_size, tpu_hints
@@ -158,10 +158,8 @@ def describe_accelerator(config: str = "demo.yaml", overrides: Sequence[str] = (
 def synthetic_photos(work: str, makes: int = 4, models_per_make: int = 3, images_per_model: int = 14) -> str:
     """A small synthetic dataset in Stanford Cars' devkit layout under ``work`` (kept when present);
     returns its folder, to build shards from like the real one. For the notebooks' smoke mode."""
-    if not fs.exists(fs.join(work, GROUND_TRUTH)):
-        generate("stanford_cars", work, "devkit", makes=makes, models_per_make=models_per_make,
-                 images_per_model=images_per_model, seed=0, bad_files=False, size=(160, 120))
-    return work
+    return ensure_synthetic(work, "stanford_cars", "devkit", makes=makes, models_per_make=models_per_make,
+                            images_per_model=images_per_model, bad_files=False, size=(160, 120))
 
 
 @notebook_step
@@ -254,7 +252,7 @@ def evaluate(model: str, data: Optional[str] = None, split: str = "test", out: O
     """``python -m eval.test`` in-process (it also sets the model's calibration and abstention;
     ``ood``: photos outside its classes, to measure abstention); shows the report's figures inline."""
     metrics = run_evaluation(model, data, split, out, tta, batch_size, ood)
-    print_summary(metrics["title"], metrics, metrics["out"])
+    print_evaluation(metrics["title"], metrics, metrics["out"])
     if show:
         show_report(metrics["out"])
     return metrics

@@ -92,7 +92,8 @@ def test_worker_processes_write_the_same_bytes(stanford_tree, tmp_path):
 def test_a_builds_stages_share_one_pool_of_workers(stanford_tree, tmp_path, monkeypatch):
     """Hashing (grouped split), writing shards and verifying near-duplicates all run on the same two
     worker processes, started once — and give what one process gives."""
-    from data_prep import duplicates, parallel
+    from data_prep import parallel
+    from data_prep.near_duplicates import pairs as duplicates
 
     root, _ = stanford_tree
     monkeypatch.setattr(duplicates, "POOL_FROM", 1)  # verify on the workers even for a small tree

@@ -191,7 +191,7 @@ def test_write_failures_say_how_to_continue(stanford_tree, tmp_path, monkeypatch
 
 def test_build_stopped_before_its_plan_was_saved_starts_again(stanford_tree, tmp_path, monkeypatch):
     """E.g. killed during the grouped split's hashing pass: only .build/ and temporaries exist."""
-    from data_prep import duplicates
+    from data_prep import near_duplicates as duplicates
 
     root, _ = stanford_tree
     out = tmp_path / "o"

@@ -2,7 +2,7 @@
 import pytest
 
 from common.errors import UserError
-from data_prep.compcars import MAKE_NAME_CORRECTIONS, make_labels, parse_label, parse_year
+from data_prep.datasets.compcars.reader import MAKE_NAME_CORRECTIONS, make_labels, parse_label, parse_year
 from data_prep.datasets import read_dataset
 from data_prep.readers import ReadOptions
 from data_prep.synthetic import generate

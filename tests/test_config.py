@@ -8,9 +8,9 @@ import yaml
 from common.cli import run_main
 from common.errors import UserError
 from training import fit as fit_module
-from training.config import (CONFIG_DIR, SCHEDULE_CONFIGS, Config, CosineSchedule, PlateauSchedule, StepSchedule,
-                             WarmupExpDecaySchedule, changed_fields, config_from_dict, dump_config, read_config)
-from training.optim import SCHEDULES
+from training.config import (CONFIG_DIR, SCHEDULE_CONFIGS, SCHEDULES, Config, CosineSchedule, PlateauSchedule,
+                             StepSchedule, WarmupExpDecaySchedule, changed_fields, config_from_dict, dump_config, read_config)
+from training.optim import SCHEDULE_BUILDERS
 from training.validation import load_config
 
 CONFIGS = sorted(os.path.basename(path) for path in glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
@@ -93,6 +93,9 @@ def test_unknown_config_file_suggests_names(capsys):
 def test_each_schedule_has_its_own_keys_and_its_factory():
     """A key of another schedule is refused (it used to be ignored); names and factories agree."""
     assert {cls.__dataclass_fields__["name"].default for cls in SCHEDULE_CONFIGS} == set(SCHEDULES.names())
+    assert set(SCHEDULE_BUILDERS) == set(SCHEDULE_CONFIGS) == {SCHEDULES.get(name) for name in SCHEDULES.names()}
+    assert SCHEDULES.get("report004") is WarmupExpDecaySchedule  # the alias, from the same table
+    assert isinstance(read_config("demo", ["schedule.name=report004"]).schedule, WarmupExpDecaySchedule)
     assert isinstance(read_config("report002_mobilenetv2_multitask").schedule, StepSchedule)
     assert isinstance(read_config("report000_efficientnetv2_b2").schedule, PlateauSchedule)
     assert isinstance(read_config("demo").schedule, CosineSchedule)

@@ -1,7 +1,7 @@
 """Near-duplicate pairs (against brute force), groups and cross-split counts."""
 import numpy as np
 
-from data_prep.dedup import cross_split_pairs, describe, group_ids, near_duplicate_pairs
+from data_prep.near_duplicates.candidates import cross_split_pairs, describe, group_ids, near_duplicate_pairs
 
 
 def test_pairs_match_brute_force_with_planted_duplicates():

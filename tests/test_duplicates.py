@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from common.errors import UserError
-from data_prep import duplicates, samephoto
+from data_prep.near_duplicates import contact_sheet, pairs as duplicates, same_photo as samephoto
 from data_prep.build import build_dataset, main as build_main
 from data_prep.images import perceptual_hash
 from data_prep.synthetic import catalog, generate
@@ -144,7 +144,7 @@ def test_contact_sheet_captions_keep_the_end_of_a_long_id(text):
     from PIL import ImageFont
 
     font, width = ImageFont.load_default(size=13), 300
-    fitted = duplicates._fit(text, font, width)
+    fitted = contact_sheet._fit(text, font, width)
     assert font.getlength(fitted) <= width
     if fitted != text:
         kept = fitted[1:]

@@ -108,3 +108,42 @@ def test_project_imports_sit_at_the_top():
 @pytest.mark.parametrize("package", sorted(FLOORS))
 def test_the_floors_cover_every_package(package):
     assert (REPO / package / "__init__.py").is_file() or package == "docs"
+
+
+FAMILIES = sorted({name.split(".")[2] for name in MODULES if name.startswith("data_prep.datasets.")} - {"registry"})
+
+
+def test_each_dataset_family_is_a_room():
+    """A family imports no other family; the rest of the project reaches a family only through the
+    registry (``data_prep.datasets``), never a family's module."""
+    assert FAMILIES == ["compcars", "stanford_cars"]
+    crossing = []
+    for source, entries in EDGES.items():
+        family = source.split(".")[2] if source.startswith("data_prep.datasets.") else None
+        for target, *_ in entries:
+            if not target.startswith("data_prep.datasets.") or target == "data_prep.datasets.registry":
+                continue
+            target_family = target.split(".")[2]
+            if family != target_family and source != "data_prep.datasets":
+                crossing.append(f"{source} → {target}")
+    assert crossing == []
+
+
+NEAR_DUPLICATE_STAGES = ["candidates", "same_photo", "contact_sheet", "label_conflicts", "pairs"]
+
+
+def test_near_duplicate_stages_import_only_earlier_stages():
+    """candidates and same_photo stand alone; label_conflicts uses the report's file names; pairs
+    runs them all. Nothing outside the room imports a stage but through ``data_prep.near_duplicates``
+    (tests and benchmarks aside)."""
+    prefix = "data_prep.near_duplicates."
+    assert sorted(name[len(prefix):] for name in MODULES if name.startswith(prefix)) == sorted(NEAR_DUPLICATE_STAGES)
+    backwards = [f"{source} → {target}" for source, entries in EDGES.items() if source.startswith(prefix)
+                 for target, *_ in entries if target.startswith(prefix)
+                 and NEAR_DUPLICATE_STAGES.index(target[len(prefix):]) >= NEAR_DUPLICATE_STAGES.index(
+                     source[len(prefix):])]
+    assert backwards == []
+    outside = [f"{source} → {target}" for source, entries in EDGES.items()
+               if source.startswith("data_prep") and not source.startswith("data_prep.near_duplicates")
+               for target, *_ in entries if target.startswith(prefix)]
+    assert outside == []

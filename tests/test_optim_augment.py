@@ -10,7 +10,8 @@ from common.errors import UserError
 from training.augment import AUGMENTATIONS, CROP_OPS, PRESETS, apply_host, device_layers, step
 from training.config import ConstantSchedule, OptimizerConfig
 from training.windows import CROPS
-from training.optim import OPTIMIZERS, SCHEDULES, Report004Schedule, StepDecay, WarmupCosine, build_optimizer
+from training.config import SCHEDULES
+from training.optim import OPTIMIZERS, Report004Schedule, StepDecay, WarmupCosine, build_optimizer
 
 
 def report_lr_curve(epoch):  # report 004, Fig. 16, verbatim

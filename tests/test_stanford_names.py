@@ -4,8 +4,8 @@ import collections
 import pytest
 
 from common.errors import UserError
-from data_prep.stanford_cars import official_class_names
-from data_prep.stanford_names import folder_key, parse_class_name
+from data_prep.datasets.stanford_cars.devkit import official_class_names
+from data_prep.datasets.stanford_cars.names import folder_key, parse_class_name
 
 
 @pytest.mark.parametrize("name, make, model, body, year", [

@@ -183,7 +183,7 @@ def test_real_devkit_annotations(realdata, tmp_path):
 
 def test_real_kaggle_csvs_equal_the_devkit(realdata, tmp_path):
     from data_prep.matfile import load_mat, struct_records
-    from data_prep.stanford_kaggle import read_annotation_csv, read_names_csv
+    from data_prep.datasets.stanford_cars.kaggle import read_annotation_csv, read_names_csv
 
     for split, mat in (("train", realdata / "devkit" / "cars_train_annos.mat"),
                        ("test", realdata / "labeldata" / "cars_test_annos_withlabels.mat")):

@@ -21,6 +21,7 @@ import yaml
 
 from common import fs
 from common.errors import UserError
+from common.registry import Registry
 from common.typed import from_mapping, path, to_plain
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 RESUME = "resume_mutable"
@@ -111,7 +112,19 @@ LEGACY_SCHEDULE_DEFAULTS = {"warmup_epochs": 0, "start_lr": 1e-6, "peak_lr": 0.1
                             "monitor": "val_loss", "factor": 0.1, "patience": 5, "cooldown": 0, "min_delta": 1e-4}
 
 
-# --- schedules: one dataclass each, chosen by ``name`` (ALIASES: earlier names still accepted) ---
+# --- schedules: one dataclass each, chosen by ``name``; SCHEDULES is the one table of their names ---
+
+SCHEDULES: Registry[type] = Registry("schedule", where="schedule.name")
+
+
+def schedule(*aliases: str):
+    """Register a schedule config under its ``name`` and ``aliases`` (earlier names still accepted)."""
+    def register(cls):
+        cls.ALIASES = aliases  # what the config reader (common.typed) accepts besides the name
+        return SCHEDULES.register(cls.__dataclass_fields__["name"].default, *aliases)(cls)
+
+    return register
+
 
 class Schedule:
     """What every schedule config shares: reading a run saved with the old flat schedule."""
@@ -123,6 +136,7 @@ class Schedule:
                 if not (key in LEGACY_SCHEDULE_DEFAULTS and value == LEGACY_SCHEDULE_DEFAULTS[key])}
 
 
+@schedule()
 @dataclasses.dataclass(frozen=True)
 class ConstantSchedule(Schedule):
     """The optimizer's learning rate throughout."""
@@ -130,12 +144,12 @@ class ConstantSchedule(Schedule):
     name: Literal["constant"] = "constant"
 
 
+@schedule("report004")
 @dataclasses.dataclass(frozen=True)
 class WarmupExpDecaySchedule(Schedule):
     """Report 004's ``lr_curve``: ``start + epoch·(peak - start)/warmup_divisor`` for ``warmup_epochs``,
     then ``peak·exp(-decay_rate·epoch)`` (its 6 with 5 warm-up epochs kept as written)."""
 
-    ALIASES = ("report004",)
     name: Literal["warmup_exp_decay"] = "warmup_exp_decay"
     warmup_epochs: int = 5
     start_lr: float = 1e-6
@@ -151,6 +165,7 @@ class WarmupExpDecaySchedule(Schedule):
         return values
 
 
+@schedule()
 @dataclasses.dataclass(frozen=True)
 class StepSchedule(Schedule):
     """The rate × ``drop_factor`` every ``drop_every`` epochs, or at the epochs in ``drop_at``."""
@@ -161,6 +176,7 @@ class StepSchedule(Schedule):
     drop_factor: float = 0.1
 
 
+@schedule()
 @dataclasses.dataclass(frozen=True)
 class CosineSchedule(Schedule):
     """Linear warm-up for ``warmup_epochs``, then cosine decay to ``min_lr``."""
@@ -170,6 +186,7 @@ class CosineSchedule(Schedule):
     min_lr: float = 0.0
 
 
+@schedule()
 @dataclasses.dataclass(frozen=True)
 class PlateauSchedule(Schedule):
     """A constant rate that ReduceLROnPlateau lowers (resumable)."""

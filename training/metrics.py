@@ -1,8 +1,8 @@
 """Per-head accuracy metrics that ignore unknown labels (-1, or all-zero one-hot rows).
 
-Top-k uses the same rule as ``eval.metrics.top_k_accuracy``: the true class's rank is the number of
-classes scoring higher plus the tied classes with a lower id (ties go to the lower id, as argmax
-does), and it is a hit when that rank is below k. ``in_top_k`` counts every tie as a hit: with
+Top-k: :func:`top_k_hits` is the one rule (``eval.metrics.top_k_accuracy`` uses it too): the true
+class's rank is the number of classes scoring higher plus the tied classes with a lower id (ties go
+to the lower id, as argmax does), and it is a hit when that rank is below k. ``in_top_k`` counts every tie as a hit: with
 saturated outputs (one 1.0, the rest exactly 0) every label would be "in the top 5".
 """
 from __future__ import annotations

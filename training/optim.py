@@ -8,17 +8,16 @@ rate that the (resumable) ReduceLROnPlateau callback lowers.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Dict, Sequence
 
 import keras
 from keras import ops
 
 from common.registry import Registry
 from models.layers import PACKAGE
+from training.config import ConstantSchedule, CosineSchedule, PlateauSchedule, StepSchedule, WarmupExpDecaySchedule
 
 OPTIMIZERS = Registry("optimizer", where="optimizer.name")
-# name (a schedule config's, see training.config) → make(config, rate, steps per epoch, epochs)
-SCHEDULES = Registry("schedule", where="schedule.name")
 
 
 @OPTIMIZERS.register("sgd")
@@ -123,26 +122,17 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
                 "min_lr": self.min_lr}
 
 
-@SCHEDULES.register("constant")
-@SCHEDULES.register("plateau")  # constant; the ReduceLROnPlateau callback lowers it
-def _constant(config, rate: float, steps: int, epochs: int):
-    return rate
-
-
-@SCHEDULES.register("warmup_exp_decay")
-def _warmup_exp_decay(config, rate: float, steps: int, epochs: int):
-    return Report004Schedule(steps, config.start_lr, config.peak_lr, config.warmup_epochs, config.warmup_divisor,
-                             config.decay_rate)
-
-
-@SCHEDULES.register("step")
-def _step(config, rate: float, steps: int, epochs: int):
-    return StepDecay(steps, rate, config.drop_factor, config.drop_every, config.drop_at)
-
-
-@SCHEDULES.register("cosine")
-def _cosine(config, rate: float, steps: int, epochs: int):
-    return WarmupCosine(rate, steps * epochs, steps * config.warmup_epochs, config.min_lr)
+# each schedule config class (training.config.SCHEDULES names them) → make(config, rate, steps per epoch, epochs)
+SCHEDULE_BUILDERS: Dict[type, Callable] = {
+    ConstantSchedule: lambda config, rate, steps, epochs: rate,
+    PlateauSchedule: lambda config, rate, steps, epochs: rate,  # constant; the ReduceLROnPlateau callback lowers it
+    WarmupExpDecaySchedule: lambda config, rate, steps, epochs: Report004Schedule(
+        steps, config.start_lr, config.peak_lr, config.warmup_epochs, config.warmup_divisor, config.decay_rate),
+    StepSchedule: lambda config, rate, steps, epochs: StepDecay(steps, rate, config.drop_factor, config.drop_every,
+                                                                config.drop_at),
+    CosineSchedule: lambda config, rate, steps, epochs: WarmupCosine(rate, steps * epochs, steps * config.warmup_epochs,
+                                                                     config.min_lr),
+}
 
 
 def learning_rate(optimizer_config, global_batch: int) -> float:
@@ -157,7 +147,7 @@ def build_optimizer(optimizer_config, schedule_config, global_batch: int, steps_
                     name=None, rate=None):
     """An optimizer with its schedule; ``name``/``rate`` override the config (fine-tuning stages)."""
     rate = learning_rate(optimizer_config, global_batch) if rate is None else rate
-    schedule = SCHEDULES.get(schedule_config.name)(schedule_config, rate, max(1, steps_per_epoch), epochs)
+    schedule = SCHEDULE_BUILDERS[type(schedule_config)](schedule_config, rate, max(1, steps_per_epoch), epochs)
     factory = OPTIMIZERS.get(name or optimizer_config.name)
     extra = {}
     if optimizer_config.weight_decay:

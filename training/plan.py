@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from common import backend, fs
 from common.errors import UserError, describe_choices
-from data_prep.build import build_dataset
 from data_prep.integrity import require_shards
 from data_prep.manifest import MANIFEST, load_manifest, shard_paths
-from data_prep.options import BuildOptions
-from data_prep.synthetic import GROUND_TRUTH, generate
+from data_prep.prepare import ensure_shards
 from models.backbones import BACKBONES
 from models.build import build_model, set_trainable
 from training import augment
@@ -198,21 +195,11 @@ def load_shards(config: Config) -> Shards:
             raise UserError(f"data.shards: no manifest.json in {data.shards!r}. Build the shards first, e.g. "
                             "python -m data_prep.build --dataset stanford_cars --root DATA --out "
                             f"{data.shards} (see docs/data.md)")
-        prepare_synthetic(data.shards, data.prepare)
+        prepare = data.prepare
+        ensure_shards(data.shards, layout=prepare.synthetic_layout, split=prepare.split, max_side=prepare.max_side,
+                      announce=True, makes=prepare.makes, models_per_make=prepare.models_per_make,
+                      images_per_model=prepare.images_per_model, seed=prepare.seed)
     return Shards(data.shards, load_manifest(data.shards))
-
-
-def prepare_synthetic(shards: str, prepare) -> None:
-    """Write the synthetic dataset ``data.prepare`` describes next to ``shards`` and build them."""
-    raw = os.path.join(os.path.dirname(os.path.normpath(shards)) or ".", "raw")
-    print(f"dataset not found in {shards}: creating it (data.prepare)")
-    if not fs.exists(fs.join(raw, GROUND_TRUTH)):
-        truth = generate(prepare.synthetic_layout, raw, makes=prepare.makes, models_per_make=prepare.models_per_make,
-                         images_per_model=prepare.images_per_model, seed=prepare.seed)
-        print(f"  synthetic {prepare.synthetic_layout} dataset: {truth['images']} images, "
-              f"{len(truth['classes'])} classes → {raw}")
-    build_dataset(BuildOptions(dataset=prepare.synthetic_layout, root=raw, out=shards, split=prepare.split,
-                               max_side=prepare.max_side, progress=False, accept_rejects=True, overwrite=True))
 
 
 def select_heads(manifest: dict, wanted) -> Dict[str, int]:

@@ -87,7 +87,7 @@ def outputs_of(model, names, plan: RunPlan, split: str) -> Dict[str, object]:
     return result
 
 
-def print_summary(name: str, metrics: dict, out: str) -> None:
+def print_run_summary(name: str, metrics: dict, out: str) -> None:
     if "heads" not in metrics:
         print(f"done: {out} (no held-out split evaluated)")
         return
@@ -116,5 +116,5 @@ def finish_run(plan: RunPlan, run: RunDir, state: RunState) -> dict:
             print(f"calibration and abstention set on {plan.config.data.val_split}: "
                   f"{best_model_names(plan.config)[0].rsplit('.', 1)[0]}.trust.json")
         run.write_state(state)
-        print_summary(plan.config.name, metrics, run.path)
+        print_run_summary(plan.config.name, metrics, run.path)
     return metrics

@@ -19,11 +19,11 @@ from models.backbones import BACKBONES
 from models.build import TRAINABLE
 from models.heads import HEADS
 from training.augment import PRESETS
-from training.config import Config, read_config
+from training.config import SCHEDULES, Config, read_config
 from training.data import BALANCES
 from training.distribute import STRATEGIES
 from training.losses import loss_spec
-from training.optim import OPTIMIZERS, SCHEDULES
+from training.optim import OPTIMIZERS
 
 
 def load_config(name: str, overrides: Sequence[str] = ()) -> Config:

@@ -207,11 +207,11 @@ def search(options: SearchOptions) -> Optional[dict]:
         return None
     summary = write_results(out, tuner, space, config, options.config, list(options.overrides), options.algorithm,
                             options.objective, direction)
-    print_summary(out, summary, options.objective)
+    print_search_summary(out, summary, options.objective)
     return summary
 
 
-def print_summary(out: str, summary: Optional[dict], objective: str) -> None:
+def print_search_summary(out: str, summary: Optional[dict], objective: str) -> None:
     if summary is None:
         print(f"no trial finished; see {fs.join(out, 'tuner')}")
         return

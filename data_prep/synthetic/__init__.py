@@ -1,45 +1,24 @@
 """A small, learnable car dataset written in the exact on-disk layouts of the real ones.
 
 ``generate(...)`` draws the pictures (:mod:`.draw`), adds near-duplicates and a handful of bad
-files (:mod:`.generate`), writes them in the chosen layout (:mod:`.stanford`, :mod:`.compcars`) and
+files (:mod:`.generate`), writes them in the chosen layout (each dataset family's twin, ``data_prep/datasets/*/synthetic.py``) and
 records the ground truth in ``SYNTHETIC.json`` (classes, bad files, near-duplicate pairs) so tests
 can check the pipeline against it. Command line: ``python -m data_prep.synthetic --help``.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
+import data_prep.datasets  # noqa: F401  (each dataset family registers its synthetic twin)
 from common import fs
 from common.errors import UserError, describe_choices
-from common.registry import Registry
-from data_prep.synthetic import catalog, compcars, stanford
 from data_prep.synthetic.generate import render, spoil
-from data_prep.synthetic.stanford import KaggleStyle
+from data_prep.synthetic.layouts import SYNTHETIC, KaggleStyle
 
 GROUND_TRUTH = "SYNTHETIC.json"
 PARTIAL = ".partial"  # the folder a dataset is written to before it is renamed into place
-
-
-@dataclasses.dataclass(frozen=True)
-class SyntheticDataset:
-    """How to make one dataset: its variants (the first is the default), its class catalogue, the
-    viewpoints its pictures are drawn from and the writer of its on-disk layout."""
-
-    variants: Tuple[str, ...]
-    classes: Callable
-    viewpoints: Tuple[int, ...]
-    write: Callable
-
-
-SYNTHETIC: Registry[SyntheticDataset] = Registry("synthetic dataset", where="--layout")
-SYNTHETIC.register("stanford_cars")(SyntheticDataset(
-    (stanford.DEFAULT_VARIANT,) + tuple(v for v in stanford.VARIANTS if v != stanford.DEFAULT_VARIANT),
-    catalog.stanford_classes, (3, 3, 4, 5), stanford.write_stanford))
-SYNTHETIC.register("compcars")(SyntheticDataset(compcars.VARIANTS, catalog.compcars_classes, compcars.VIEWPOINTS,
-                                                compcars.write_compcars))
 
 
 def generate(layout: str, out: str, variant: Optional[str] = None, makes: int = 4, models_per_make: int = 3,

@@ -22,8 +22,8 @@ from common import fs
 from common.errors import UserError
 from data_prep.images import is_photo_name, not_a_photo
 from data_prep.readers import Layout, ReadOptions, first_existing
-from data_prep.stanford_cars import class_rows, finish, listed_files, official_class_names, relative
-from data_prep.stanford_names import folder_key
+from data_prep.datasets.stanford_cars.devkit import class_rows, finish, listed_files, official_class_names, relative
+from data_prep.datasets.stanford_cars.names import folder_key
 from data_prep.table import DatasetTable
 
 IMAGE_ROOTS = ("car_data/car_data", "car_data", "")

@@ -1,6 +1,6 @@
 """Stanford Cars (Cars196) reader: devkit, torchvision and single-file ``cars_annos.mat`` layouts.
 
-The Kaggle class-folder layout lives in :mod:`data_prep.stanford_kaggle`. Facts relied on here
+The Kaggle class-folder layout lives in :mod:`data_prep.datasets.stanford_cars.kaggle`. Facts relied on here
 (``../shared/datasets.md`` §1): class ids are 1-based into ``cars_meta.mat``'s ``class_names``;
 ``cars_test_annos.mat`` has no labels (they are in ``cars_test_annos_withlabels.mat``); train and
 test file names collide, so image ids keep the folder; boxes are 1-based pixel coordinates.
@@ -15,7 +15,7 @@ from common import fs
 from common.errors import UserError
 from data_prep.matfile import cell_strings, load_mat, struct_fields, struct_records
 from data_prep.readers import Layout, ReadOptions, first_existing
-from data_prep.stanford_names import CarName, parse_class_name
+from data_prep.datasets.stanford_cars.names import CarName, parse_class_name
 from data_prep.table import DatasetTable, make_rejects, make_table
 
 DATASET = "stanford_cars"
@@ -25,7 +25,7 @@ TRAIN_DIRS = ("cars_train/cars_train", "cars_train")
 TEST_DIRS = ("cars_test/cars_test", "cars_test")
 WITH_LABELS = "cars_test_annos_withlabels.mat"
 WITH_LABELS_DIRS = ("", "devkit", "car_devkit/devkit", "labeldata", "car_devkit")
-CLASS_NAMES_FILE = Path(__file__).with_name("stanford_cars_classes.txt")
+CLASS_NAMES_FILE = Path(__file__).with_name("classes.txt")
 
 
 def official_class_names() -> List[str]:

@@ -20,7 +20,7 @@ copy cropped by a few percent can be 10 bits away. So every candidate pair is lo
 
 What one image contributes splits in two: a :class:`Signature` (layout and whole detail, 8 KB),
 which its partners' crops are correlated with, and its own :class:`Crops`, computed once for all its
-partners. The build (:func:`data_prep.duplicates.verify`) so reads every image in a candidate pair
+partners. The build (:func:`data_prep.near_duplicates.pairs.verify`) so reads every image in a candidate pair
 at most twice, in worker processes, whatever the number of pairs.
 
 ``python -m benchmarks.bench_samephoto`` measured it on the real Stanford Cars photos (docs/data.md,

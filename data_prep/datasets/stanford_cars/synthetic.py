@@ -2,7 +2,6 @@
 torchvision, single-file ``cars_annos.mat`` + ``car_ims/``, and Kaggle class folders with CSVs."""
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 from typing import Callable, Dict, List, Sequence
 
@@ -12,6 +11,7 @@ from common import fs
 from common.registry import Registry
 from data_prep.synthetic.catalog import CarClass
 from data_prep.synthetic.generate import Picture
+from data_prep.synthetic.layouts import KaggleStyle
 from data_prep.synthetic.matwrite import cell_row, save_mat, struct_array
 
 BOX_FIELDS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2")
@@ -120,15 +120,6 @@ def write_kaggle(root: str, classes: Sequence[CarClass], pictures, splits, names
     fs.write_text_atomic(fs.join(root, "names.csv"),
                          csv_text(name_rows, ["class_id", "class_name"] if header else [], crlf))
     return paths
-
-
-@dataclasses.dataclass(frozen=True)
-class KaggleStyle:
-    """How the Kaggle re-uploads differ: CSV header, CRLF line endings, folder name for ``/``."""
-
-    header: bool = False
-    crlf: bool = False
-    folder_style: str = "hyphen"
 
 
 @VARIANTS.register("devkit")

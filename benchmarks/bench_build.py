@@ -18,10 +18,6 @@ Usage: ``python -m benchmarks.bench_build [--images 5000] [--small 1000] [--max-
 """
 from __future__ import annotations
 
-from common.cli import command_parser, quiet_tensorflow
-
-quiet_tensorflow()  # before TensorFlow is imported: no start-up banners
-
 import concurrent.futures
 import io
 import json
@@ -38,6 +34,7 @@ from PIL import Image
 from PIL import __version__ as pil
 
 from benchmarks import realphotos, results
+from common.cli import command_parser, quiet_tensorflow
 from data_prep.near_duplicates import pairs
 from data_prep.build import build_dataset
 from data_prep.datasets import read_dataset
@@ -73,7 +70,8 @@ def machine() -> str:
         memory = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024
     except OSError:
         memory = 0
-    import tensorflow as tf  # heavy: only here (this module's functions also run in image workers)
+    quiet_tensorflow()  # heavy, and without its start-up banners: only here (spawned image workers import
+    import tensorflow as tf  # this module again: TensorFlow at its top would load in every one of them)
 
     return (f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM; Python {platform.python_version()}, "
             f"TensorFlow {tf.__version__}, Pillow {pil}")
@@ -195,7 +193,6 @@ def main() -> None:
                         help="the real Stanford Cars photos instead of synthetic ones")
     parser.add_argument("--results", default=results.default_path("bench_build"), help="the results file written")
     args = parser.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     workers = os.cpu_count() or 1
     big, small = os.path.join(args.work, "big"), os.path.join(args.work, "small")
     print(f"machine: {machine()}")

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.bench_build import machine  # quietens TensorFlow before importing it
+from benchmarks.bench_build import machine
 from benchmarks.realphotos import PHOTOS
 from common.cli import command_parser
 

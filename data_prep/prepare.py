@@ -31,16 +31,18 @@ def ensure_synthetic(raw: str, layout: str = "stanford_cars", variant: Optional[
 def ensure_shards(shards: str, raw: Optional[str] = None, layout: str = "stanford_cars", split: str = "stratified",
                   max_side: Optional[int] = None, rebuild: bool = False, announce: bool = False,
                   build: Optional[dict] = None, **synthetic) -> str:
-    """Shards at ``shards``, built from the synthetic dataset at ``raw`` (default: ``raw`` beside the
-    shards folder; generated first when missing, with ``synthetic``'s :func:`ensure_synthetic`
-    arguments) unless they exist already (``rebuild``: build them again). ``build``: further
+    """Shards at ``shards``, built from the dataset at ``raw`` (default: ``raw`` beside the shards
+    folder; a synthetic one is generated there first when it is missing or empty, with
+    ``synthetic``'s :func:`ensure_synthetic` arguments) unless they exist already (``rebuild``: build
+    them again). ``build``: further
     :class:`BuildOptions`. Returns ``shards``."""
     if fs.exists(fs.join(shards, MANIFEST)) and not rebuild:
         return shards
     raw = raw or os.path.join(os.path.dirname(os.path.normpath(shards)) or ".", "raw")
     if announce:
         print(f"dataset not found in {shards}: creating it (data.prepare)")
-    ensure_synthetic(raw, layout, announce=announce, **synthetic)
+    if not fs.isdir(raw) or not fs.listdir(raw):  # else a dataset is there already (synthetic or real): built as is
+        ensure_synthetic(raw, layout, announce=announce, **synthetic)
     build_dataset(BuildOptions(dataset=layout, root=raw, out=shards, split=split, max_side=max_side,
                                progress=False, accept_rejects=True, overwrite=True, **(build or {})))
     return shards

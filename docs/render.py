@@ -92,11 +92,19 @@ def console(lines: Sequence[str]) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
+@renderer("install", "bench_install.json")
+def install(results: dict) -> str:
+    minutes = results["seconds"] / 60
+    took = f"{results['seconds']:.0f} s" if minutes < 2 else f"about {minutes:.0f} minutes"
+    return (f"The install took {took} and {results['gigabytes']:.1f} GB "
+            f"(measured {results['date']} by `{results['command']}` on {results['machine']}, from its package "
+            "mirror without a pip cache).")
+
+
 @renderer("demo_setup", "demo.json")
 def demo_setup(results: dict) -> str:
-    return (f"Measured on {results['machine']}: the installed environment takes "
-            f"{results['environment_gb']:.1f} GB; the demo ran {results['demo']['seconds']} s from a fresh "
-            f"checkout (`docs/results/demo.json`, written by `{results['command']}` on {results['date']}).")
+    return (f"The demo ran {results['demo']['seconds']} s from a fresh checkout on {results['machine']} "
+            f"(`docs/results/demo.json`, written by `{results['command']}` on {results['date']}).")
 
 
 @renderer("demo_table", "demo.json")

@@ -66,3 +66,23 @@ def test_a_third_dataset_registers_itself_and_builds(tmp_path, monkeypatch):
     written = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert sorted(written["heads"]["model"]["names"].values()) == ["Honda Accord 2007", "Honda Civic 2005",
                                                          "Toyota Camry 2010"]
+
+
+def test_ensure_shards_generates_once_reuses_and_builds_a_real_tree_as_it_is(tmp_path, monkeypatch):
+    from data_prep.prepare import ensure_shards
+    from data_prep.synthetic import GROUND_TRUTH
+
+    shards = tmp_path / "data" / "shards"
+    ensure_shards(str(shards), makes=2, models_per_make=2, images_per_model=4, bad_files=False)
+    assert (tmp_path / "data" / "raw" / GROUND_TRUTH).is_file() and (shards / "manifest.json").is_file()
+    stamp = (shards / "manifest.json").stat().st_mtime_ns
+    ensure_shards(str(shards), makes=2, models_per_make=2, images_per_model=4)  # reused: nothing rebuilt
+    assert (shards / "manifest.json").stat().st_mtime_ns == stamp
+    real = vmmrdb_tree(tmp_path / "not_synthetic")  # a dataset already there is built as it is, never replaced
+    built = tmp_path / "built"
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
+    DATASETS.register("vmmrdb")(VMMRDB)
+    ensure_shards(str(built), str(real), layout="vmmrdb")
+    assert json.loads((built / "manifest.json").read_text())["dataset"] == "vmmrdb"
+    assert sorted(path.name for path in real.iterdir()) == ["honda_accord_2007", "honda_civic_2005",
+                                                            "toyota_camry_2010"]

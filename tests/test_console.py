@@ -82,7 +82,8 @@ ENTRY_POINTS = ("training.fit", "tuning.hyperband", "data_prep.build", "data_pre
                 "eval.test", "eval.predict", "eval.export", "eval.compare", "eval.curves", "eval.retrieval",
                 "eval.app", "docs.render", "benchmarks.bench_build", "benchmarks.bench_training",
                 "benchmarks.bench_backends", "benchmarks.bench_predict", "benchmarks.bench_samephoto",
-                "benchmarks.bench_app_memory", "benchmarks.bench_ood", "benchmarks.bench_install", "benchmarks.demo_run")
+                "benchmarks.bench_app_memory", "benchmarks.bench_ood", "benchmarks.bench_install",
+                "benchmarks.demo_run")
 BANNERS = ("absl::InitializeLog", "oneDNN", "cuda", "TF-TRT", "Traceback")
 
 

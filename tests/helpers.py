@@ -13,6 +13,8 @@ import subprocess
 import time
 from typing import Callable, Optional
 
+import keras
+import numpy as np
 import tensorflow as tf
 
 from data_prep import schema
@@ -141,3 +143,15 @@ print(json.dumps({{"backend": choice.name, "reason": choice.reason,
                   "tensorflow_installed": importlib.util.find_spec("tensorflow") is not None,
                   "loss": float(history.history["loss"][-1])}}))
 """
+
+
+def manifest_of(shards):
+    return json.loads((shards / "manifest.json").read_text())
+
+
+def embeddings(model, records):
+    """The 'embedding' layer's output for independently decoded records."""
+    layer = keras.Model(model.inputs, model.get_layer("embedding").output)
+    images = np.stack([np.round(tf.image.resize(tf.io.decode_jpeg(r["image/encoded"], channels=3),
+                                                [EVAL_SIZE, EVAL_SIZE])) for r in records])
+    return layer.predict(images, verbose=0)
